@@ -1,0 +1,23 @@
+# Writes OUT, a C file holding every SRC/*.lua as a byte array, with a
+# table that host.c searches by module name (file name without .lua).
+file(GLOB files ${SRC}/*.lua)
+list(SORT files)
+set(body "/* Generated from lua/ by cmake/embed.cmake. */\n")
+string(APPEND body "#include <stddef.h>\n#include \"embed.h\"\n\n")
+set(table "")
+set(i 0)
+foreach(f ${files})
+  get_filename_component(name ${f} NAME_WE)
+  file(READ ${f} hex HEX)
+  string(LENGTH "${hex}" hexlen)
+  math(EXPR len "${hexlen} / 2")
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(APPEND body "static const unsigned char m${i}[] = {${bytes}0};\n")
+  string(APPEND table "  {\"${name}\", (const char *)m${i}, ${len}},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND body "\nconst embed_module embed_modules[] = {\n${table}")
+string(APPEND body "  {NULL, NULL, 0}\n};\n")
+file(WRITE ${OUT}.tmp "${body}")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different
+  ${OUT}.tmp ${OUT})

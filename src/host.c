@@ -1,0 +1,504 @@
+/* host.c: the Lua host. Owns the life of a run's lua_State: the sandbox
+ * (which standard functions a job may reach), the heap limit, the
+ * deadline hook, the error objects and the message handler that adds
+ * tracebacks.
+ *
+ * Stopping a run: a job may wrap anything in pcall, so an error raised
+ * once would be swallowed. When the deadline passes, the heap limit is
+ * reached or an interrupt arrives, the run is marked stopped and the count
+ * hook is set to fire on every instruction; from then on each Lua
+ * instruction raises the stop error, in the job's pcall handlers too, so
+ * control unwinds to the host however the job is written. */
+#include "host.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua-cjson.h>
+#include <lualib.h>
+
+#include "clock.h"
+#include "db.h"
+#include "embed.h"
+#include "json.h"
+#include "log.h"
+
+volatile sig_atomic_t host_interrupt_requested;
+
+/* Instructions between two looks at the clock: about 10 to 50 µs of Lua. */
+#define HOST_HOOK_COUNT 1000
+/* Room left after the heap limit strikes, so the stop error, its
+ * traceback and the result of the failure can still be built. */
+#define HOST_OOM_HEADROOM (1024 * 1024)
+
+#define ERROR_MT "jobhost.error"
+
+static host_run *run_of(lua_State *L)
+{
+  return *(host_run **)lua_getextraspace(L);
+}
+
+host_run *host_get(lua_State *L)
+{
+  return run_of(L);
+}
+
+static void hook(lua_State *L, lua_Debug *ar);
+
+static void arm_stop_hook(lua_State *L)
+{
+  lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+}
+
+/* The allocator: counts every byte and refuses growth past the limit. A
+ * refusal marks the run stopped, so the job cannot catch the memory error
+ * and carry on. */
+static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+  host_run *run = ud;
+  size_t old = ptr ? osize : 0;
+  void *p;
+
+  if (nsize == 0) {
+    free(ptr);
+    run->mem_used -= old;
+    return NULL;
+  }
+  if (run->mem_limit && nsize > old) {
+    size_t limit = run->mem_limit;
+    if (run->stop == HOST_OOM)
+      limit += HOST_OOM_HEADROOM;
+    if (run->mem_used - old + nsize > limit) {
+      if (run->stop == HOST_RUNNING) {
+        run->stop = HOST_OOM;
+        if (run->state)
+          arm_stop_hook(run->state);
+      }
+      return NULL;
+    }
+  }
+  p = realloc(ptr, nsize);
+  if (!p)
+    return NULL;
+  run->mem_used = run->mem_used - old + nsize;
+  if (run->mem_used > run->mem_peak)
+    run->mem_peak = run->mem_used;
+  return p;
+}
+
+const char *host_stop_message(lua_State *L, host_stop why)
+{
+  (void)L;
+  switch (why) {
+  case HOST_TIMEOUT:
+    return "run deadline exceeded";
+  case HOST_OOM:
+    return "memory limit exceeded";
+  case HOST_INTERRUPTED:
+    return "interrupted";
+  case HOST_RUNNING:
+    break;
+  }
+  return "running";
+}
+
+static int raise_stop(lua_State *L)
+{
+  host_run *run = run_of(L);
+
+  if (run->stop == HOST_OOM)
+    return luaL_error(L, "memory limit of %d MiB exceeded",
+                      (int)(run->mem_limit / (1024 * 1024)));
+  return luaL_error(L, "%s", host_stop_message(L, run->stop));
+}
+
+void host_stop_run(lua_State *L, host_stop why)
+{
+  host_run *run = run_of(L);
+
+  if (run->stop == HOST_RUNNING)
+    run->stop = why;
+  arm_stop_hook(L);
+}
+
+/* Notices a deadline or an interrupt; returns the stop reason now in
+ * force, or HOST_RUNNING. */
+static host_stop poll_stop(lua_State *L)
+{
+  host_run *run = run_of(L);
+
+  if (run->stop != HOST_RUNNING)
+    return run->stop;
+  if (host_interrupt_requested) {
+    host_interrupt_requested = 0;
+    host_stop_run(L, HOST_INTERRUPTED);
+  } else if (run->deadline_ms && clock_now_ms() >= run->deadline_ms) {
+    host_stop_run(L, HOST_TIMEOUT);
+  }
+  return run->stop;
+}
+
+static void hook(lua_State *L, lua_Debug *ar)
+{
+  (void)ar;
+  if (poll_stop(L) != HOST_RUNNING)
+    raise_stop(L);
+}
+
+void host_check(lua_State *L)
+{
+  if (poll_stop(L) != HOST_RUNNING)
+    raise_stop(L);
+}
+
+int64_t host_remaining_ms(lua_State *L)
+{
+  host_run *run = run_of(L);
+
+  if (!run->deadline_ms)
+    return INT64_MAX;
+  return run->deadline_ms - clock_now_ms();
+}
+
+void host_set_deadline(lua_State *L, int64_t deadline_ms)
+{
+  run_of(L)->deadline_ms = deadline_ms;
+}
+
+/* ---- error objects ----------------------------------------------------- */
+
+/* "Database.Error [23503]: message\nDETAIL: ...\nHINT: ..." */
+static int error_tostring(lua_State *L)
+{
+  luaL_Buffer b;
+  static const char *const extra[] = {"detail", "DETAIL", "hint", "HINT",
+                                      NULL};
+  int i;
+
+  luaL_buffinit(L, &b);
+  lua_getfield(L, 1, "type");
+  luaL_addstring(&b, lua_isstring(L, -1) ? lua_tostring(L, -1) : "Error");
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "sqlstate");
+  if (lua_isstring(L, -1)) {
+    luaL_addstring(&b, " [");
+    luaL_addstring(&b, lua_tostring(L, -1));
+    luaL_addchar(&b, ']');
+  }
+  lua_pop(L, 1);
+  luaL_addstring(&b, ": ");
+  lua_getfield(L, 1, "message");
+  luaL_addstring(&b, lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+  lua_pop(L, 1);
+  for (i = 0; extra[i]; i += 2) {
+    lua_getfield(L, 1, extra[i]);
+    if (lua_isstring(L, -1)) {
+      luaL_addchar(&b, '\n');
+      luaL_addstring(&b, extra[i + 1]);
+      luaL_addstring(&b, ": ");
+      luaL_addstring(&b, lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+void host_push_error(lua_State *L, const char *type, const char *message)
+{
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, type);
+  lua_setfield(L, -2, "type");
+  lua_pushstring(L, message);
+  lua_setfield(L, -2, "message");
+  luaL_setmetatable(L, ERROR_MT);
+}
+
+static int msgh(lua_State *L)
+{
+  if (lua_type(L, 1) == LUA_TTABLE) {
+    if (lua_getfield(L, 1, "traceback") == LUA_TNIL) {
+      luaL_traceback(L, L, NULL, 1);
+      lua_setfield(L, 1, "traceback");
+    }
+    lua_settop(L, 1);
+    return 1;
+  }
+  if (lua_type(L, 1) != LUA_TSTRING) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_isstring(L, -1))
+      lua_replace(L, 1);
+    else
+      lua_pushfstring(L, "(error object is a %s value)",
+                      luaL_typename(L, 1));
+    lua_replace(L, 1);
+  }
+  luaL_traceback(L, L, lua_tostring(L, 1), 1);
+  return 1;
+}
+
+int host_pcall(lua_State *L, int nargs, int nresults)
+{
+  int base = lua_gettop(L) - nargs;
+  int status;
+
+  lua_pushcfunction(L, msgh);
+  lua_insert(L, base);
+  status = lua_pcall(L, nargs, nresults, base);
+  lua_remove(L, base);
+  return status;
+}
+
+/* ---- the sandbox ------------------------------------------------------- */
+
+int host_load(lua_State *L, const char *code, size_t len,
+              const char *chunkname)
+{
+  return luaL_loadbufferx(L, code, len, chunkname, "t");
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]) with text chunks only. */
+static int sandbox_load(lua_State *L)
+{
+  int env = !lua_isnone(L, 4);
+  const char *mode = luaL_optstring(L, 3, "t");
+  int status;
+
+  if (strchr(mode, 'b'))
+    return luaL_error(L, "binary chunks are not allowed");
+  lua_settop(L, 4);
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    size_t len;
+    const char *s = lua_tolstring(L, 1, &len);
+    status = luaL_loadbufferx(L, s, len, luaL_optstring(L, 2, s), "t");
+  } else {
+    /* A reader function: hand it to the original load with mode "t". */
+    lua_getfield(L, LUA_REGISTRYINDEX, "jobhost.load");
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_pushliteral(L, "t");
+    if (env) {
+      lua_pushvalue(L, 4);
+      lua_call(L, 4, 2);
+    } else {
+      lua_call(L, 3, 2);
+    }
+    return 2;
+  }
+  if (status != LUA_OK) {
+    luaL_pushfail(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  if (env) {
+    lua_pushvalue(L, 4);
+    if (!lua_setupvalue(L, -2, 1))
+      lua_pop(L, 1);
+  }
+  return 1;
+}
+
+/* loadfile(filename [, mode [, env]]) with text chunks only. */
+static int sandbox_loadfile(lua_State *L)
+{
+  const char *name = luaL_checkstring(L, 1);
+  const char *mode = luaL_optstring(L, 2, "t");
+  int env = !lua_isnone(L, 3);
+
+  if (strchr(mode, 'b'))
+    return luaL_error(L, "binary chunks are not allowed");
+  if (luaL_loadfilex(L, name, "t") != LUA_OK) {
+    luaL_pushfail(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  if (env) {
+    lua_pushvalue(L, 3);
+    if (!lua_setupvalue(L, -2, 1))
+      lua_pop(L, 1);
+  }
+  return 1;
+}
+
+/* dofile(filename): text chunks only. */
+static int sandbox_dofile(lua_State *L)
+{
+  const char *name = luaL_checkstring(L, 1);
+
+  lua_settop(L, 1);
+  if (luaL_loadfilex(L, name, "t") != LUA_OK)
+    return lua_error(L);
+  lua_call(L, 0, LUA_MULTRET);
+  return lua_gettop(L) - 1;
+}
+
+/* package.searchers entry: Lua files on package.path, as text only. */
+static int search_lua_file(lua_State *L)
+{
+  const char *name = luaL_checkstring(L, 1);
+  const char *path;
+  const char *file;
+
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  path = lua_tostring(L, -1);
+  if (!path)
+    return luaL_error(L, "package.path must be a string");
+  lua_getfield(L, -2, "searchpath");
+  lua_pushstring(L, name);
+  lua_pushstring(L, path);
+  lua_call(L, 2, 2);
+  if (lua_isnil(L, -2))
+    return 1; /* the message of where it looked */
+  file = lua_tostring(L, -2);
+  if (luaL_loadfilex(L, file, "t") != LUA_OK)
+    return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s",
+                      name, file, lua_tostring(L, -1));
+  lua_pushstring(L, file);
+  return 2;
+}
+
+/* package.preload loader for a module of lua/ embedded in the binary. */
+static int load_embedded(lua_State *L)
+{
+  const embed_module *m = lua_touserdata(L, lua_upvalueindex(1));
+  char chunkname[96];
+
+  snprintf(chunkname, sizeof chunkname, "=[jobhost]/%s.lua", m->name);
+  if (host_load(L, m->code, m->len, chunkname) != LUA_OK)
+    return lua_error(L);
+  lua_pushstring(L, m->name);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+static void remove_fields(lua_State *L, const char *lib,
+                          const char *const *names)
+{
+  lua_getglobal(L, lib);
+  for (; *names; names++) {
+    lua_pushnil(L);
+    lua_setfield(L, -2, *names);
+  }
+  lua_pop(L, 1);
+}
+
+static int open_sandbox(lua_State *L)
+{
+  static const luaL_Reg libs[] = {
+      {LUA_GNAME, luaopen_base},          {LUA_LOADLIBNAME, luaopen_package},
+      {LUA_COLIBNAME, luaopen_coroutine}, {LUA_TABLIBNAME, luaopen_table},
+      {LUA_IOLIBNAME, luaopen_io},        {LUA_OSLIBNAME, luaopen_os},
+      {LUA_STRLIBNAME, luaopen_string},   {LUA_MATHLIBNAME, luaopen_math},
+      {LUA_UTF8LIBNAME, luaopen_utf8},    {NULL, NULL}};
+  static const luaL_Reg preload[] = {{"json", luaopen_jobhost_json},
+                                     {"cjson", luaopen_cjson},
+                                     {"log", luaopen_jobhost_log},
+                                     {"db", luaopen_jobhost_db},
+                                     {NULL, NULL}};
+  static const char *const os_out[] = {"exit", "execute", "setlocale",
+                                       NULL};
+  static const char *const io_out[] = {"popen", NULL};
+  static const char *const pkg_out[] = {"loadlib", "cpath", NULL};
+  const luaL_Reg *r;
+  const embed_module *m;
+
+  for (r = libs; r->func; r++) {
+    luaL_requiref(L, r->name, r->func, 1);
+    lua_pop(L, 1);
+  }
+  remove_fields(L, LUA_OSLIBNAME, os_out);
+  remove_fields(L, LUA_IOLIBNAME, io_out);
+  remove_fields(L, LUA_LOADLIBNAME, pkg_out);
+
+  /* debug could remove the deadline hook: only traceback stays. */
+  luaL_requiref(L, LUA_DBLIBNAME, luaopen_debug, 0);
+  lua_createtable(L, 0, 1);
+  lua_getfield(L, -2, "traceback");
+  lua_setfield(L, -2, "traceback");
+  lua_setglobal(L, LUA_DBLIBNAME);
+  lua_pop(L, 1);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getglobal(L, LUA_DBLIBNAME);
+  lua_setfield(L, -2, LUA_DBLIBNAME);
+  lua_pop(L, 1);
+
+  lua_getglobal(L, "load");
+  lua_setfield(L, LUA_REGISTRYINDEX, "jobhost.load");
+  lua_register(L, "load", sandbox_load);
+  lua_register(L, "loadfile", sandbox_loadfile);
+  lua_register(L, "dofile", sandbox_dofile);
+
+  /* require: preloaded host modules, then Lua text files on package.path;
+   * no C searchers. */
+  lua_getglobal(L, LUA_LOADLIBNAME);
+  lua_getfield(L, -1, "searchers");
+  lua_createtable(L, 2, 0);
+  lua_rawgeti(L, -2, 1);
+  lua_rawseti(L, -2, 1);
+  lua_pushcfunction(L, search_lua_file);
+  lua_rawseti(L, -2, 2);
+  lua_setfield(L, -3, "searchers");
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "preload");
+  for (r = preload; r->func; r++) {
+    lua_pushcfunction(L, r->func);
+    lua_setfield(L, -2, r->name);
+  }
+  for (m = embed_modules; m->name; m++) {
+    lua_pushlightuserdata(L, (void *)m);
+    lua_pushcclosure(L, load_embedded, 1);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pop(L, 2);
+
+  luaL_newmetatable(L, ERROR_MT);
+  lua_pushcfunction(L, error_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+
+  /* The warning function is the log sink's. */
+  luaL_requiref(L, "log", luaopen_jobhost_log, 0);
+  lua_pop(L, 1);
+  return 0;
+}
+
+lua_State *host_open(const host_options *options)
+{
+  host_run *run = calloc(1, sizeof *run);
+  lua_State *L;
+
+  if (!run)
+    return NULL;
+  run->mem_limit = options->mem_limit;
+  run->deadline_ms = options->deadline_ms;
+  run->job = options->job;
+  run->dry_run = options->dry_run;
+  run->read_only = options->read_only;
+  L = lua_newstate(host_alloc, run);
+  if (!L) {
+    free(run);
+    return NULL;
+  }
+  run->state = L;
+  *(host_run **)lua_getextraspace(L) = run;
+  lua_gc(L, LUA_GCGEN, 0, 0);
+  lua_pushcfunction(L, open_sandbox);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    host_close(L);
+    return NULL;
+  }
+  lua_sethook(L, hook, LUA_MASKCOUNT, HOST_HOOK_COUNT);
+  return L;
+}
+
+void host_close(lua_State *L)
+{
+  host_run *run;
+
+  if (!L)
+    return;
+  run = run_of(L);
+  lua_close(L);
+  free(run);
+}

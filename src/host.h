@@ -1,0 +1,96 @@
+/* host.h: the Lua host. Each run gets a fresh, sandboxed lua_State with a
+ * bounded heap and a deadline that a pcall cannot swallow. The state
+ * carries a host_run record (in its extra space) that the bindings read:
+ * the job's name, the deadline, whether the run is dry. */
+#ifndef JOBHOST_HOST_H
+#define JOBHOST_HOST_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+
+/* Why a run was stopped from outside its own code. */
+typedef enum {
+  HOST_RUNNING = 0,
+  HOST_TIMEOUT,    /* the deadline passed */
+  HOST_OOM,        /* the heap limit was reached */
+  HOST_INTERRUPTED /* Ctrl-C in the REPL, or a signal */
+} host_stop;
+
+typedef struct host_run {
+  size_t mem_used;     /* bytes the state holds now */
+  size_t mem_peak;     /* the most it held */
+  size_t mem_limit;    /* 0: no limit */
+  int64_t deadline_ms; /* epoch ms; 0: none */
+  host_stop stop;      /* set once; the hook then raises on every count */
+  const char *job;     /* the job's name, or NULL (not owned) */
+  int dry_run;         /* every change is rolled back at the end */
+  int read_only;       /* connections are default_transaction_read_only */
+  void *owner;         /* the run's owner (job.c), opaque here */
+  lua_State *state;    /* the state this record belongs to */
+} host_run;
+
+typedef struct {
+  size_t mem_limit;    /* bytes; 0 for none */
+  int64_t deadline_ms; /* epoch ms; 0 for none */
+  const char *job;
+  int dry_run;
+  int read_only;
+} host_options;
+
+/* Set from a signal handler to interrupt whatever Lua runs now: the hook
+ * and the database wait loops poll it. */
+extern volatile sig_atomic_t host_interrupt_requested;
+
+/* Opens a sandboxed state: the safe standard libraries (no os.exit,
+ * os.execute, io.popen, package.loadlib, C module searchers, binary
+ * chunks), the host modules preloaded (json, cjson, log, db, and every
+ * module of lua/), the limits installed. Returns NULL when memory for the
+ * state itself cannot be had. Close it with host_close. */
+lua_State *host_open(const host_options *options);
+
+/* Closes the state and frees its host_run. */
+void host_close(lua_State *L);
+
+/* The run record of a state opened by host_open. */
+host_run *host_get(lua_State *L);
+
+/* Milliseconds left before the deadline (may be negative), or INT64_MAX
+ * when there is none. */
+int64_t host_remaining_ms(lua_State *L);
+
+/* Moves the deadline (epoch ms, 0 for none). */
+void host_set_deadline(lua_State *L, int64_t deadline_ms);
+
+/* Stops the run: from now on the hook raises the stop error at every
+ * instruction, so no pcall in the job can keep it running. The first
+ * reason given sticks. */
+void host_stop_run(lua_State *L, host_stop why);
+
+/* Checks the deadline and the interrupt flag; when either has struck,
+ * stops the run and raises its error. For C bindings between blocking
+ * steps. Raises a Lua error; returns only when the run may go on. */
+void host_check(lua_State *L);
+
+/* The error message of a stop reason ("run deadline exceeded", ...). */
+const char *host_stop_message(lua_State *L, host_stop why);
+
+/* lua_pcall with a message handler that adds a traceback: a string error
+ * gets it appended, an error table gets a "traceback" field. Returns the
+ * lua_pcall status. */
+int host_pcall(lua_State *L, int nargs, int nresults);
+
+/* Pushes a new error object: a table with "type" and "message" and the
+ * host's error metatable, whose __tostring gives "type: message". The
+ * caller may add fields before raising it with lua_error. */
+void host_push_error(lua_State *L, const char *type, const char *message);
+
+/* Loads a chunk of Lua text (never binary) into a state as the sandbox
+ * allows, with chunkname. Pushes the function or an error message;
+ * returns the luaL_loadbuffer status. */
+int host_load(lua_State *L, const char *code, size_t len,
+              const char *chunkname);
+
+#endif

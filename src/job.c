@@ -1,0 +1,731 @@
+/* job.c: the job contract. Loads jobs/NAME.lua into a fresh host state,
+ * checks the spec it returns, merges the params, builds ctx, runs, and
+ * turns the way the run ended into a job_outcome: a JSON result, or an
+ * error type, message and stack trace. Every caller (the CLI, the Lambda
+ * loop, the REPL) runs jobs through job_run, so they all behave alike. */
+#include "job.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "clock.h"
+#include "db.h"
+#include "host.h"
+#include "json.h"
+#include "log.h"
+#include "schedule.h"
+#include "secrets.h"
+
+/* A spec key, the Lua type it must have, and what it is for. */
+typedef struct {
+  const char *key;
+  int type;
+  int required;
+} spec_key;
+
+static const spec_key spec_keys[] = {
+    {"description", LUA_TSTRING, 0}, {"schedule", LUA_TSTRING, 0},
+    {"database", LUA_TSTRING, 0},    {"timeout", LUA_TNUMBER, 0},
+    {"memory", LUA_TNUMBER, 0},      {"lock", LUA_TBOOLEAN, 0},
+    {"params", LUA_TTABLE, 0},       {"run", LUA_TFUNCTION, 1},
+    {NULL, 0, 0}};
+
+const char *job_default_dir(void)
+{
+  static char dir[4096];
+  const char *env = getenv("JOBHOST_JOBS");
+  const char *root = getenv("LAMBDA_TASK_ROOT");
+
+  if (env && *env)
+    return env;
+  if (root && *root) {
+    snprintf(dir, sizeof dir, "%s/jobs", root);
+    return dir;
+  }
+  return "jobs";
+}
+
+int job_name_valid(const char *name)
+{
+  const char *p;
+
+  if (!name || !*name || name[0] == '.' || strlen(name) > 128)
+    return 0;
+  for (p = name; *p; p++)
+    if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.')
+      return 0;
+  return 1;
+}
+
+/* ---- loading and validating -------------------------------------------- */
+
+/* Compiles and runs jobs/NAME.lua; on success the spec table is on the
+ * stack. On failure pushes nothing and writes err. Returns 0 or -1; *kind
+ * tells "Job.NotFound" from "Job.Invalid". */
+static int load_spec(lua_State *L, const char *dir, const char *name,
+                     const char **kind, char *err, size_t errlen)
+{
+  char path[4096];
+  int status;
+
+  *kind = "Job.Invalid";
+  if (!job_name_valid(name)) {
+    *kind = "Job.NotFound";
+    snprintf(err, errlen, "invalid job name \"%s\"", name ? name : "");
+    return -1;
+  }
+  snprintf(path, sizeof path, "%s/%s.lua", dir, name);
+  status = luaL_loadfilex(L, path, "t");
+  if (status == LUA_ERRFILE) {
+    *kind = "Job.NotFound";
+    lua_pop(L, 1);
+    snprintf(err, errlen, "job \"%s\" not found: no file %s", name, path);
+    return -1;
+  }
+  if (status != LUA_OK || host_pcall(L, 0, 1) != LUA_OK) {
+    snprintf(err, errlen, "%s", luaL_tolstring(L, -1, NULL));
+    lua_pop(L, 2);
+    return -1;
+  }
+  if (!lua_istable(L, -1)) {
+    snprintf(err, errlen, "%s: the file must return a table (the job's spec),"
+             " not a %s value", path, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  return 0;
+}
+
+static const char *lua_type_word(int type)
+{
+  switch (type) {
+  case LUA_TSTRING: return "a string";
+  case LUA_TNUMBER: return "a number";
+  case LUA_TBOOLEAN: return "a boolean";
+  case LUA_TTABLE: return "a table";
+  case LUA_TFUNCTION: return "a function";
+  }
+  return "a value";
+}
+
+/* Checks the spec at the top of the stack. Returns 0, or -1 with err
+ * naming the file and the key. */
+static int validate_spec(lua_State *L, const char *dir, const char *name,
+                         char *err, size_t errlen)
+{
+  int spec = lua_gettop(L);
+  const spec_key *k;
+
+  lua_pushnil(L);
+  while (lua_next(L, spec)) {
+    lua_pop(L, 1);
+    for (k = spec_keys; k->key; k++)
+      if (lua_type(L, -1) == LUA_TSTRING &&
+          strcmp(lua_tostring(L, -1), k->key) == 0)
+        break;
+    if (!k->key) {
+      snprintf(err, errlen,
+               "%s/%s.lua: unknown key \"%s\" in the job's spec (known: "
+               "description, schedule, database, timeout, memory, lock, "
+               "params, run)",
+               dir, name, luaL_tolstring(L, -1, NULL));
+      lua_settop(L, spec);
+      return -1;
+    }
+  }
+  for (k = spec_keys; k->key; k++) {
+    int t = lua_getfield(L, spec, k->key);
+    if ((t == LUA_TNIL && k->required) || (t != LUA_TNIL && t != k->type)) {
+      snprintf(err, errlen, "%s/%s.lua: \"%s\" must be %s, not %s", dir,
+               name, k->key, lua_type_word(k->type),
+               t == LUA_TNIL ? "missing" : luaL_typename(L, -1));
+      lua_settop(L, spec);
+      return -1;
+    }
+    if (t == LUA_TNUMBER && lua_tonumber(L, -1) <= 0) {
+      snprintf(err, errlen, "%s/%s.lua: \"%s\" must be greater than 0",
+               dir, name, k->key);
+      lua_settop(L, spec);
+      return -1;
+    }
+    if (t == LUA_TSTRING && strcmp(k->key, "schedule") == 0) {
+      char why[512];
+      if (schedule_validate(lua_tostring(L, -1), why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s/%s.lua: invalid schedule \"%s\": %s", dir,
+                 name, lua_tostring(L, -1), why);
+        lua_settop(L, spec);
+        return -1;
+      }
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+int job_check(const char *jobs_dir, const char *name, char *err,
+              size_t errlen)
+{
+  host_options o = {0};
+  lua_State *L;
+  const char *kind;
+  int rc = -1;
+
+  o.job = name;
+  o.mem_limit = (size_t)JOB_DEFAULT_MEMORY_MB * 1024 * 1024;
+  o.deadline_ms = clock_now_ms() + 10000;
+  L = host_open(&o);
+  if (!L) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  if (load_spec(L, jobs_dir ? jobs_dir : job_default_dir(), name, &kind, err,
+                errlen) == 0)
+    rc = validate_spec(L, jobs_dir ? jobs_dir : job_default_dir(), name, err,
+                       errlen);
+  db_end_run(L);
+  host_close(L);
+  return rc;
+}
+
+int job_schedule_of(const char *name, char *out, size_t outlen, char *err,
+                    size_t errlen)
+{
+  host_options o = {0};
+  lua_State *L;
+  const char *kind;
+  int rc = -1;
+
+  o.job = name;
+  o.mem_limit = (size_t)JOB_DEFAULT_MEMORY_MB * 1024 * 1024;
+  o.deadline_ms = clock_now_ms() + 10000;
+  L = host_open(&o);
+  if (!L) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  if (load_spec(L, job_default_dir(), name, &kind, err, errlen) == 0) {
+    lua_getfield(L, -1, "schedule");
+    snprintf(out, outlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1)
+                                                     : "");
+    rc = 0;
+  }
+  db_end_run(L);
+  host_close(L);
+  return rc;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char **job_list(const char *dir)
+{
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  char **names = NULL, **grown;
+  size_t n = 0, cap = 0;
+
+  if (!d)
+    return NULL;
+  while ((e = readdir(d))) {
+    size_t len = strlen(e->d_name);
+    if (len <= 4 || strcmp(e->d_name + len - 4, ".lua") != 0)
+      continue;
+    if (n + 2 > cap) {
+      cap = cap ? cap * 2 : 16;
+      grown = realloc(names, cap * sizeof *names);
+      if (!grown)
+        goto fail;
+      names = grown;
+    }
+    names[n] = strndup(e->d_name, len - 4);
+    if (!names[n])
+      goto fail;
+    if (!job_name_valid(names[n])) {
+      free(names[n]);
+      continue;
+    }
+    n++;
+  }
+  closedir(d);
+  if (!names) {
+    names = calloc(1, sizeof *names);
+    return names;
+  }
+  qsort(names, n, sizeof *names, name_cmp);
+  names[n] = NULL;
+  return names;
+
+fail:
+  closedir(d);
+  while (n > 0)
+    free(names[--n]);
+  free(names);
+  return NULL;
+}
+
+void job_list_free(char **names)
+{
+  char **p;
+
+  if (!names)
+    return;
+  for (p = names; *p; p++)
+    free(*p);
+  free(names);
+}
+
+/* ---- ctx --------------------------------------------------------------- */
+
+static int ctx_remaining_ms(lua_State *L)
+{
+  int64_t left = host_remaining_ms(L);
+
+  lua_pushinteger(L, left < 0 ? 0 : left);
+  return 1;
+}
+
+static int ctx_secret(lua_State *L)
+{
+  secrets_push(L, luaL_checkstring(L, 1));
+  return 1;
+}
+
+static int ctx_connect(lua_State *L)
+{
+  db_push_connection(L, luaL_checkstring(L, 1));
+  return 1;
+}
+
+/* ctx.db connects on first use: __index(ctx, "db"). */
+static int ctx_index(lua_State *L)
+{
+  if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "db"))
+    return 0;
+  db_push_connection(L, lua_tostring(L, lua_upvalueindex(1)));
+  lua_pushvalue(L, -1);
+  lua_setfield(L, 1, "db");
+  return 1;
+}
+
+void job_push_ctx(lua_State *L, const char *database, int event_idx,
+                  const char *request_id, const char *scheduled_time)
+{
+  host_run *run = host_get(L);
+  const char *env = getenv("JOBHOST_DATABASE");
+
+  if (event_idx)
+    event_idx = lua_absindex(L, event_idx);
+  if (!database)
+    database = env ? env : "";
+
+  lua_createtable(L, 0, 12);
+  lua_pushstring(L, run->job ? run->job : "");
+  lua_setfield(L, -2, "job");
+  if (request_id) {
+    lua_pushstring(L, request_id);
+    lua_setfield(L, -2, "request_id");
+  }
+  if (scheduled_time) {
+    lua_pushstring(L, scheduled_time);
+    lua_setfield(L, -2, "scheduled_time");
+  }
+  if (event_idx)
+    lua_pushvalue(L, event_idx);
+  else
+    lua_createtable(L, 0, 0);
+  lua_setfield(L, -2, "event");
+  lua_pushboolean(L, run->dry_run);
+  lua_setfield(L, -2, "dry_run");
+  if (run->deadline_ms) {
+    lua_pushinteger(L, run->deadline_ms);
+    lua_setfield(L, -2, "deadline");
+  }
+  lua_pushcfunction(L, ctx_remaining_ms);
+  lua_setfield(L, -2, "remaining_ms");
+  lua_pushcfunction(L, ctx_secret);
+  lua_setfield(L, -2, "secret");
+  lua_pushcfunction(L, ctx_connect);
+  lua_setfield(L, -2, "connect");
+  luaL_requiref(L, "log", luaopen_jobhost_log, 0);
+  lua_setfield(L, -2, "log");
+
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, database);
+  lua_pushcclosure(L, ctx_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+}
+
+/* ---- params ------------------------------------------------------------ */
+
+/* Converts the override at the top of the stack to the type of the
+ * default at index def; replaces it. Raises naming the param. */
+static void coerce_param(lua_State *L, int def, const char *key)
+{
+  int want = lua_type(L, def);
+  const char *s;
+
+  if (lua_type(L, -1) != LUA_TSTRING || want == LUA_TSTRING)
+    goto check;
+  s = lua_tostring(L, -1);
+  if (want == LUA_TBOOLEAN) {
+    if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0) {
+      lua_pushboolean(L, s[0] == 't');
+      lua_replace(L, -2);
+    }
+  } else if (want == LUA_TNUMBER) {
+    if (lua_stringtonumber(L, s)) {
+      if (lua_isinteger(L, def) && !lua_isinteger(L, -1)) {
+        lua_pop(L, 1);
+      } else {
+        lua_replace(L, -2);
+      }
+    }
+  }
+
+check:
+  if (lua_type(L, -1) == LUA_TNUMBER && want == LUA_TSTRING) {
+    lua_pushstring(L, lua_tostring(L, -1));
+    lua_replace(L, -2);
+  }
+  if (want == LUA_TNUMBER && lua_isinteger(L, def) &&
+      lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+    lua_Integer i;
+    if (lua_numbertointeger(lua_tonumber(L, -1), &i)) {
+      lua_pushinteger(L, i);
+      lua_replace(L, -2);
+    }
+  }
+  if (lua_type(L, -1) != want && !json_is_null(L, -1))
+    luaL_error(L, "param \"%s\" must be %s like its default, not %s \"%s\"",
+               key, lua_type_word(want), luaL_typename(L, -1),
+               luaL_tolstring(L, -1, NULL));
+  if (want == LUA_TNUMBER && lua_isinteger(L, def) && !lua_isinteger(L, -1))
+    luaL_error(L, "param \"%s\" must be an integer", key);
+}
+
+/* Sets params[key] = the value at the top of the stack (popped). */
+static void set_param(lua_State *L, int params, const char *key)
+{
+  if (lua_getfield(L, params, key) == LUA_TNIL) {
+    luaL_Buffer b;
+    lua_Integer i = 0, n;
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, params)) {
+      lua_pop(L, 1);
+      if (lua_type(L, -1) == LUA_TSTRING) {
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -3, ++i);
+      }
+    }
+    n = i;
+    luaL_buffinit(L, &b);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, -2, i);
+      luaL_addstring(&b, i > 1 ? ", " : "");
+      luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    luaL_error(L, "unknown param \"%s\" (the job's params: %s)", key,
+               n ? lua_tostring(L, -1) : "none");
+  }
+  lua_insert(L, -2);
+  coerce_param(L, lua_gettop(L) - 1, key);
+  lua_setfield(L, params, key);
+  lua_pop(L, 1);
+}
+
+/* ---- the run ----------------------------------------------------------- */
+
+typedef struct {
+  const job_request *req;
+  const char *dir;
+} run_args;
+
+/* The protected body of a run. Stack on entry: the spec table. Leaves the
+ * encoded result string. */
+static int protected_run(lua_State *L)
+{
+  run_args *a = lua_touserdata(L, 1);
+  const job_request *req = a->req;
+  host_run *run = host_get(L);
+  int spec = 2, event = 0, params, ctx;
+  const char *database = req->db_target;
+
+  if (lua_getfield(L, spec, "memory") == LUA_TNUMBER)
+    run->mem_limit = (size_t)(lua_tonumber(L, -1) * 1024 * 1024);
+  lua_pop(L, 1);
+  if (lua_getfield(L, spec, "timeout") == LUA_TNUMBER) {
+    int64_t until = clock_now_ms() + (int64_t)(lua_tonumber(L, -1) * 1000);
+    if (!req->deadline_ms || until < req->deadline_ms)
+      host_set_deadline(L, until);
+  }
+  lua_pop(L, 1);
+  if (!database && lua_getfield(L, spec, "database") == LUA_TSTRING)
+    database = lua_tostring(L, -1);
+
+  if (req->event_json) {
+    json_decode(L, req->event_json, strlen(req->event_json));
+    if (!lua_istable(L, -1))
+      return luaL_error(L, "the event must be a JSON object");
+    event = lua_gettop(L);
+  }
+
+  /* params: a copy of the defaults, then the overrides. */
+  lua_createtable(L, 0, 8);
+  params = lua_gettop(L);
+  if (lua_getfield(L, spec, "params") == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_settable(L, params);
+    }
+  }
+  lua_pop(L, 1);
+  if (req->params_json) {
+    json_decode(L, req->params_json, strlen(req->params_json));
+    if (!lua_istable(L, -1))
+      return luaL_error(L, "the event's params must be a JSON object");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_type(L, -2) != LUA_TSTRING)
+        return luaL_error(L, "param names must be strings");
+      set_param(L, params, lua_tostring(L, -2));
+    }
+    lua_pop(L, 1);
+  }
+  if (req->param_kv) {
+    const char *const *kv;
+    for (kv = req->param_kv; *kv; kv++) {
+      const char *eq = strchr(*kv, '=');
+      if (!eq || eq == *kv)
+        return luaL_error(L, "param \"%s\" must be KEY=VALUE", *kv);
+      lua_pushlstring(L, *kv, (size_t)(eq - *kv));
+      lua_pushstring(L, eq + 1);
+      set_param(L, params, lua_tostring(L, -2));
+      lua_pop(L, 1);
+    }
+  }
+
+  job_push_ctx(L, database, event, req->request_id, req->scheduled_time);
+  ctx = lua_gettop(L);
+
+  if (lua_getfield(L, spec, "lock") == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
+    lua_getfield(L, ctx, "db");
+    lua_getfield(L, -1, "query");
+    lua_insert(L, -2);
+    lua_pushliteral(L, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
+                       " AS locked");
+    lua_pushfstring(L, "jobhost/%s", run->job);
+    lua_call(L, 3, 1);
+    lua_geti(L, -1, 1);
+    lua_getfield(L, -1, "locked");
+    if (!lua_toboolean(L, -1)) {
+      log_emit(LOG_INFO, "run skipped: another run holds the lock", NULL, 0);
+      lua_pushliteral(L, "{\"skipped\":\"locked\"}");
+      return 1;
+    }
+  }
+  lua_pop(L, 1);
+
+  lua_getfield(L, spec, "run");
+  lua_pushvalue(L, ctx);
+  lua_pushvalue(L, params);
+  lua_call(L, 2, 1);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    json_push_null(L);
+  }
+  if (run->dry_run) {
+    lua_createtable(L, 0, 2);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "dry_run");
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "result");
+  }
+  json_encode(L, -1, NULL);
+  return 1;
+}
+
+/* Splits a string error with an appended traceback into message and
+ * stack lines. */
+static void outcome_from_string(job_outcome *out, const char *text)
+{
+  const char *tb = strstr(text, "\nstack traceback:\n");
+
+  if (tb) {
+    out->error_message = strndup(text, (size_t)(tb - text));
+    out->stack_trace = strdup(tb + strlen("\nstack traceback:\n"));
+  } else {
+    out->error_message = strdup(text);
+  }
+}
+
+static void outcome_from_error(lua_State *L, job_outcome *out)
+{
+  host_run *run = host_get(L);
+  const char *type = "Job.Error";
+
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    if (lua_getfield(L, -1, "type") == LUA_TSTRING)
+      type = lua_tostring(L, -1);
+    out->error_type = strdup(type);
+    lua_pop(L, 1);
+    out->error_message = strdup(luaL_tolstring(L, -1, NULL));
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "traceback") == LUA_TSTRING) {
+      const char *tb = lua_tostring(L, -1);
+      if (strncmp(tb, "stack traceback:\n", 17) == 0)
+        tb += 17;
+      out->stack_trace = strdup(tb);
+    }
+    lua_pop(L, 1);
+  } else {
+    out->error_type = strdup(type);
+    outcome_from_string(out, lua_isstring(L, -1) ? lua_tostring(L, -1)
+                                                 : "unknown error");
+  }
+
+  /* A stop outranks whatever error the unwinding produced. */
+  if (run->stop != HOST_RUNNING) {
+    char msg[160];
+    free(out->error_type);
+    free(out->error_message);
+    if (run->stop == HOST_TIMEOUT) {
+      out->error_type = strdup("Job.Timeout");
+      snprintf(msg, sizeof msg, "run deadline exceeded; the run was stopped"
+               " and its open transaction rolled back");
+    } else if (run->stop == HOST_OOM) {
+      out->error_type = strdup("Runtime.OutOfMemory");
+      snprintf(msg, sizeof msg, "memory limit of %zu MiB exceeded",
+               run->mem_limit / (1024 * 1024));
+    } else {
+      out->error_type = strdup("Job.Interrupted");
+      snprintf(msg, sizeof msg, "interrupted");
+    }
+    out->error_message = strdup(msg);
+  }
+}
+
+static void outcome_fail(job_outcome *out, const char *type, const char *msg)
+{
+  out->ok = 0;
+  out->error_type = strdup(type);
+  out->error_message = strdup(msg);
+}
+
+static size_t env_memory_limit(void)
+{
+  const char *env = getenv("JOBHOST_MEMORY_MB");
+  char *end;
+  long mb;
+
+  if (env && *env) {
+    errno = 0;
+    mb = strtol(env, &end, 10);
+    if (!errno && *end == '\0' && mb > 0)
+      return (size_t)mb * 1024 * 1024;
+  }
+  return (size_t)JOB_DEFAULT_MEMORY_MB * 1024 * 1024;
+}
+
+int job_run(const job_request *req, job_outcome *out)
+{
+  host_options o = {0};
+  lua_State *L;
+  const char *dir = req->jobs_dir ? req->jobs_dir : job_default_dir();
+  const char *kind;
+  char err[2048];
+  run_args args;
+  int64_t started = clock_mono_us();
+  int64_t default_deadline = clock_now_ms() + JOB_DEFAULT_TIMEOUT_S * 1000;
+
+  memset(out, 0, sizeof *out);
+  o.job = req->name;
+  o.dry_run = req->dry_run;
+  o.read_only = req->read_only;
+  o.mem_limit = env_memory_limit();
+  o.deadline_ms = req->deadline_ms && req->deadline_ms < default_deadline
+                      ? req->deadline_ms
+                      : default_deadline;
+  log_set_job(req->name);
+  log_emit(LOG_INFO, "run started",
+           (log_field[]){LOG_B("dry_run", req->dry_run)}, 1);
+
+  L = host_open(&o);
+  if (!L) {
+    outcome_fail(out, "Runtime.OutOfMemory", "cannot create a Lua state");
+    goto done;
+  }
+  if (load_spec(L, dir, req->name, &kind, err, sizeof err) != 0 ||
+      validate_spec(L, dir, req->name, err, sizeof err) != 0) {
+    outcome_fail(out, kind, err);
+    goto close;
+  }
+  if (req->deadline_ms)
+    host_set_deadline(L, req->deadline_ms);
+
+  args.req = req;
+  args.dir = dir;
+  lua_pushcfunction(L, protected_run);
+  lua_insert(L, -2);
+  lua_pushlightuserdata(L, &args);
+  lua_insert(L, -2);
+  if (host_pcall(L, 2, 1) == LUA_OK) {
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    out->result = malloc(len + 1);
+    if (out->result) {
+      memcpy(out->result, s, len + 1);
+      out->result_len = len;
+      out->ok = 1;
+    } else {
+      outcome_fail(out, "Runtime.OutOfMemory", "cannot hold the result");
+    }
+  } else {
+    outcome_from_error(L, out);
+  }
+
+close:
+  db_end_run(L);
+  out->mem_peak = host_get(L)->mem_peak;
+  host_close(L);
+
+done:
+  out->duration_us = clock_mono_us() - started;
+  if (out->ok) {
+    log_emit(LOG_INFO, "run finished",
+             (log_field[]){LOG_S("outcome", "success"),
+                           LOG_I("duration_ms", out->duration_us / 1000),
+                           LOG_I("result_bytes", out->result_len)},
+             3);
+  } else {
+    log_emit(LOG_ERROR, "run failed",
+             (log_field[]){LOG_S("outcome", "failure"),
+                           LOG_I("duration_ms", out->duration_us / 1000),
+                           LOG_S("error_type", out->error_type),
+                           LOG_S("error", out->error_message)},
+             4);
+  }
+  log_set_job(NULL);
+  return out->ok ? 0 : -1;
+}
+
+void job_outcome_free(job_outcome *out)
+{
+  free(out->result);
+  free(out->error_type);
+  free(out->error_message);
+  free(out->stack_trace);
+  memset(out, 0, sizeof *out);
+}
