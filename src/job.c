@@ -444,6 +444,20 @@ static void set_param(lua_State *L, int params, const char *key)
   lua_pop(L, 1);
 }
 
+/* Applies the overrides in the table at the top of the stack (popped). */
+static void merge_params(lua_State *L, int params, const char *what)
+{
+  if (!lua_istable(L, -1))
+    luaL_error(L, "%s must be a JSON object", what);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_type(L, -2) != LUA_TSTRING)
+      luaL_error(L, "%s: param names must be strings", what);
+    set_param(L, params, lua_tostring(L, -2));
+  }
+  lua_pop(L, 1);
+}
+
 /* ---- the run ----------------------------------------------------------- */
 
 typedef struct {
@@ -460,6 +474,7 @@ static int protected_run(lua_State *L)
   host_run *run = host_get(L);
   int spec = 2, event = 0, params, ctx;
   const char *database = req->db_target;
+  const char *scheduled;
 
   if (lua_getfield(L, spec, "memory") == LUA_TNUMBER)
     run->mem_limit = (size_t)(lua_tonumber(L, -1) * 1024 * 1024);
@@ -492,17 +507,13 @@ static int protected_run(lua_State *L)
     }
   }
   lua_pop(L, 1);
+  if (event && lua_getfield(L, event, "params") != LUA_TNIL)
+    merge_params(L, params, "the event's params");
+  else
+    lua_pop(L, 1);
   if (req->params_json) {
     json_decode(L, req->params_json, strlen(req->params_json));
-    if (!lua_istable(L, -1))
-      return luaL_error(L, "the event's params must be a JSON object");
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      if (lua_type(L, -2) != LUA_TSTRING)
-        return luaL_error(L, "param names must be strings");
-      set_param(L, params, lua_tostring(L, -2));
-    }
-    lua_pop(L, 1);
+    merge_params(L, params, "params");
   }
   if (req->param_kv) {
     const char *const *kv;
@@ -517,7 +528,10 @@ static int protected_run(lua_State *L)
     }
   }
 
-  job_push_ctx(L, database, event, req->request_id, req->scheduled_time);
+  scheduled = req->scheduled_time;
+  if (!scheduled && event && lua_getfield(L, event, "time") == LUA_TSTRING)
+    scheduled = lua_tostring(L, -1);
+  job_push_ctx(L, database, event, req->request_id, scheduled);
   ctx = lua_gettop(L);
 
   if (lua_getfield(L, spec, "lock") == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
@@ -721,6 +735,12 @@ done:
   return out->ok ? 0 : -1;
 }
 
+static int encode_top(lua_State *L)
+{
+  json_encode(L, 1, NULL);
+  return 1;
+}
+
 void job_outcome_free(job_outcome *out)
 {
   free(out->result);
@@ -728,4 +748,44 @@ void job_outcome_free(job_outcome *out)
   free(out->error_message);
   free(out->stack_trace);
   memset(out, 0, sizeof *out);
+}
+
+char *job_error_json(const job_outcome *out)
+{
+  lua_State *L = luaL_newstate();
+  const char *text, *p, *nl;
+  char *copy = NULL;
+  size_t len;
+  lua_Integer i = 0;
+
+  if (!L)
+    return NULL;
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, out->error_type ? out->error_type : "Job.Error");
+  lua_setfield(L, -2, "errorType");
+  lua_pushstring(L, out->error_message ? out->error_message : "");
+  lua_setfield(L, -2, "errorMessage");
+  lua_createtable(L, 8, 0);
+  json_mark_array(L, -1);
+  for (p = out->stack_trace; p && *p; p = nl ? nl + 1 : NULL) {
+    nl = strchr(p, '\n');
+    while (*p == '\t' || *p == ' ')
+      p++;
+    len = nl ? (size_t)(nl - p) : strlen(p);
+    if (len == 0 || strncmp(p, "[C]: in ?", len) == 0)
+      continue;
+    lua_pushlstring(L, p, len);
+    lua_rawseti(L, -2, ++i);
+  }
+  lua_setfield(L, -2, "stackTrace");
+  lua_pushcfunction(L, encode_top);
+  lua_insert(L, -2);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+    text = lua_tolstring(L, -1, &len);
+    copy = malloc(len + 1);
+    if (copy)
+      memcpy(copy, text, len + 1);
+  }
+  lua_close(L);
+  return copy;
 }

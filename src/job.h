@@ -20,7 +20,9 @@
 typedef struct {
   const char *jobs_dir;       /* default: job_default_dir() */
   const char *name;           /* the job: [A-Za-z0-9_.-]+ */
-  const char *event_json;     /* the event, for ctx.event (object) */
+  const char *event_json;     /* the event (ctx.event); its "params"
+                                 override the spec's, its "time" is
+                                 ctx.scheduled_time */
   const char *params_json;    /* a JSON object of param overrides */
   const char *const *param_kv; /* "k=v" overrides from the CLI, NULL-ended */
   const char *request_id;
@@ -49,6 +51,10 @@ typedef struct {
  * -1 when it failed (see out). Free out with job_outcome_free. */
 int job_run(const job_request *req, job_outcome *out);
 void job_outcome_free(job_outcome *out);
+
+/* The failure as the Lambda error body: {"errorType", "errorMessage",
+ * "stackTrace": [lines]}. malloc'd; NULL only when memory ran out. */
+char *job_error_json(const job_outcome *out);
 
 /* The jobs folder: JOBHOST_JOBS, else $LAMBDA_TASK_ROOT/jobs, else
  * "jobs". */

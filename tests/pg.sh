@@ -44,14 +44,14 @@ CONF
   as_pg "$bin/psql" -h "$dir" -p "$port" -U postgres -d postgres -qAt \
     -v ON_ERROR_STOP=1 <<SQL >/dev/null
 CREATE ROLE jobhost LOGIN CREATEDB PASSWORD '$password';
-CREATE DATABASE jobhost_test OWNER jobhost;
+CREATE DATABASE ${PG_DATABASE:-jobhost_test} OWNER jobhost;
 SQL
   cat >"$dir/env" <<ENV
 PGHOST=127.0.0.1
 PGPORT=$port
 PGUSER=jobhost
 PGPASSWORD=$password
-PGDATABASE=jobhost_test
+PGDATABASE=${PG_DATABASE:-jobhost_test}
 PGSOCKETDIR=$dir
 ENV
   ;;

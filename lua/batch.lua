@@ -1,0 +1,46 @@
+-- batch: repeat one unit of work, each in its own committed statement or
+-- transaction, until nothing is left or the run's time runs short.
+--
+--   local batch = require "batch"
+--   local r = batch.run(ctx, { reserve_ms = 5000 }, function()
+--     return db:exec(delete_sql, cutoff, 5000)   -- rows handled
+--   end)
+--   -- r = { done = true|false, rows = N, batches = N }
+--
+-- A step that handles 0 rows ends the loop with done = true. Before each
+-- step the time left is compared with the reserve plus twice the slowest
+-- step so far, so a run stops early and reports what it did instead of
+-- being cut off in the middle of a batch.
+local M = {}
+
+function M.run(ctx, opts, step)
+  local reserve = opts.reserve_ms or 5000
+  local max_batches = opts.max_batches or math.maxinteger
+  local rows, batches, slowest = 0, 0, 0
+
+  while batches < max_batches do
+    if ctx.remaining_ms() < reserve + 2 * slowest then
+      return { done = false, rows = rows, batches = batches,
+               stopped = "time ran short" }
+    end
+    local left_before = ctx.remaining_ms()
+    local n = step()
+    local took = left_before - ctx.remaining_ms()
+    if took > slowest then
+      slowest = took
+    end
+    if math.type(n) ~= "integer" then
+      error("batch step must return the number of rows it handled", 2)
+    end
+    batches = batches + 1
+    rows = rows + n
+    if n == 0 then
+      return { done = true, rows = rows, batches = batches }
+    end
+  end
+  return { done = false, rows = rows, batches = batches,
+           stopped = "max_batches reached" }
+end
+
+
+return M

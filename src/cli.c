@@ -1,0 +1,259 @@
+/* cli.c: `jobhost run`, `jobhost check` and `jobhost version`: the local
+ * face of the job contract. run prints the result (or the error) as JSON
+ * on stdout and the log on stderr. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+#include <lua.h>
+
+#include "db.h"
+#include "job.h"
+#include "log.h"
+
+#define MAX_PARAMS 64
+
+static void run_usage(FILE *out)
+{
+  fputs("usage: jobhost run JOB [options]\n"
+        "\n"
+        "Runs jobs/JOB.lua once, here, and prints its result as JSON on\n"
+        "stdout; the log goes to stderr. Exit 0 on success, 1 when the job\n"
+        "failed, 2 on bad usage.\n"
+        "\n"
+        "options:\n"
+        "  --param KEY=VALUE  override a param (repeatable); the value is\n"
+        "                     converted to the type of the param's default\n"
+        "  --event JSON|@FILE the event the job sees as ctx.event; its\n"
+        "                     \"params\" override the job's params\n"
+        "  --db CONNINFO      connect ctx.db here instead of the job's\n"
+        "                     database (a conninfo, URI or secret id)\n"
+        "  --dry-run          roll back every change at the end\n"
+        "  --jobs DIR         where jobs live (default: $JOBHOST_JOBS or\n"
+        "                     ./jobs)\n"
+        "  --log-format text|json, --log-level trace|debug|info|warn|error\n",
+        out);
+}
+
+char *cli_read_file(const char *path, unsigned long *len)
+{
+  FILE *f = fopen(path, "rb");
+  char *buf = NULL, *grown;
+  size_t n = 0, cap = 0, got;
+
+  if (!f)
+    return NULL;
+  for (;;) {
+    if (cap - n < 4096) {
+      cap = cap ? cap * 2 : 8192;
+      grown = realloc(buf, cap);
+      if (!grown) {
+        free(buf);
+        buf = NULL;
+        goto out;
+      }
+      buf = grown;
+    }
+    got = fread(buf + n, 1, cap - n - 1, f);
+    n += got;
+    if (got == 0)
+      break;
+  }
+  if (ferror(f)) {
+    free(buf);
+    buf = NULL;
+    goto out;
+  }
+  buf[n] = '\0';
+  if (len)
+    *len = n;
+
+out:
+  fclose(f);
+  return buf;
+}
+
+/* Handles the options every command shares; returns 1 when argv[*i] was
+ * one (consuming its value), 0 when not, -1 on a bad value. */
+static int common_option(int argc, char **argv, int *i)
+{
+  const char *opt = argv[*i];
+  int level;
+
+  if (strcmp(opt, "--log-format") == 0 && *i + 1 < argc) {
+    const char *v = argv[++*i];
+    if (strcmp(v, "json") && strcmp(v, "text"))
+      return -1;
+    log_configure(stderr, strcmp(v, "json") ? LOG_TEXT : LOG_JSON,
+                  log_enabled(LOG_DEBUG)  ? LOG_DEBUG
+                  : log_enabled(LOG_INFO) ? LOG_INFO
+                                          : LOG_WARN);
+    return 1;
+  }
+  if (strcmp(opt, "--log-level") == 0 && *i + 1 < argc) {
+    level = log_level_parse(argv[++*i]);
+    if (level < 0)
+      return -1;
+    setenv("JOBHOST_LOG_LEVEL", argv[*i], 1);
+    log_configure_from_env();
+    return 1;
+  }
+  return 0;
+}
+
+int cli_run(int argc, char **argv)
+{
+  job_request req = {0};
+  job_outcome out;
+  const char *params[MAX_PARAMS + 1];
+  char *event = NULL;
+  int nparams = 0, i, rc = 2;
+
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    int common = common_option(argc, argv, &i);
+
+    if (common < 0) {
+      fprintf(stderr, "jobhost run: bad value for %s\n", a);
+      goto out;
+    }
+    if (common)
+      continue;
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      run_usage(stdout);
+      rc = 0;
+      goto out;
+    } else if (strcmp(a, "--dry-run") == 0) {
+      req.dry_run = 1;
+    } else if (strcmp(a, "--param") == 0 && i + 1 < argc) {
+      if (nparams == MAX_PARAMS || !strchr(argv[i + 1], '=')) {
+        fprintf(stderr, "jobhost run: --param takes KEY=VALUE\n");
+        goto out;
+      }
+      params[nparams++] = argv[++i];
+    } else if (strcmp(a, "--event") == 0 && i + 1 < argc) {
+      const char *v = argv[++i];
+      free(event);
+      if (v[0] == '@') {
+        event = cli_read_file(v + 1, NULL);
+        if (!event) {
+          fprintf(stderr, "jobhost run: cannot read event file %s: %s\n",
+                  v + 1, strerror(errno));
+          goto out;
+        }
+      } else {
+        event = strdup(v);
+      }
+    } else if (strcmp(a, "--db") == 0 && i + 1 < argc) {
+      req.db_target = argv[++i];
+    } else if (strcmp(a, "--jobs") == 0 && i + 1 < argc) {
+      req.jobs_dir = argv[++i];
+    } else if (a[0] == '-') {
+      fprintf(stderr, "jobhost run: unknown option %s\n", a);
+      run_usage(stderr);
+      goto out;
+    } else if (!req.name) {
+      req.name = a;
+    } else {
+      fprintf(stderr, "jobhost run: one job at a time (got %s and %s)\n",
+              req.name, a);
+      goto out;
+    }
+  }
+  if (!req.name) {
+    run_usage(stderr);
+    goto out;
+  }
+  params[nparams] = NULL;
+  req.param_kv = params;
+  req.event_json = event;
+
+  if (job_run(&req, &out) == 0) {
+    fwrite(out.result, 1, out.result_len, stdout);
+    fputc('\n', stdout);
+    rc = 0;
+  } else {
+    char *body = job_error_json(&out);
+    if (body)
+      printf("%s\n", body);
+    free(body);
+    rc = 1;
+  }
+  fflush(stdout);
+  job_outcome_free(&out);
+  db_pool_close_all();
+
+out:
+  free(event);
+  return rc;
+}
+
+int cli_check(int argc, char **argv)
+{
+  const char *dir = NULL;
+  char **all = NULL;
+  char **names;
+  char err[2048];
+  int i, named = 0, failed = 0, checked = 0;
+
+  for (i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      puts("usage: jobhost check [--jobs DIR] [JOB...]\n"
+           "\n"
+           "Compiles each job (every job in the jobs folder when none is\n"
+           "named), validates its spec and its schedule, and reports each\n"
+           "problem with the file and the reason. Exit 0 when all are\n"
+           "valid, 1 otherwise.");
+      return 0;
+    }
+    if (strcmp(argv[i], "--jobs") == 0 && i + 1 < argc) {
+      dir = argv[++i];
+      argv[i - 1] = argv[i] = NULL;
+    } else if (argv[i][0] == '-') {
+      fprintf(stderr, "jobhost check: unknown option %s\n", argv[i]);
+      return 2;
+    } else {
+      named++;
+    }
+  }
+  if (!dir)
+    dir = job_default_dir();
+  if (named) {
+    names = argv + 1;
+  } else {
+    all = job_list(dir);
+    if (!all) {
+      fprintf(stderr, "jobhost check: cannot read the jobs folder %s: %s\n",
+              dir, strerror(errno));
+      return 1;
+    }
+    names = all;
+  }
+  for (i = 0; named ? i < argc - 1 : names[i] != NULL; i++) {
+    if (!names[i])
+      continue;
+    checked++;
+    if (job_check(dir, names[i], err, sizeof err) == 0) {
+      printf("ok      %s\n", names[i]);
+    } else {
+      printf("INVALID %s\n  %s\n", names[i], err);
+      failed++;
+    }
+  }
+  printf("%d jobs checked, %d invalid\n", checked, failed);
+  job_list_free(all);
+  return failed ? 1 : 0;
+}
+
+int cli_version(int argc, char **argv)
+{
+  (void)argc;
+  (void)argv;
+  printf("jobhost %s (%s, libpq %d)\n", JOBHOST_VERSION, LUA_RELEASE,
+         PQlibVersion());
+  return 0;
+}

@@ -1,0 +1,80 @@
+/* main.c: the jobhost binary. Picks the command from the arguments, or the
+ * Lambda runtime when the binary runs as `bootstrap` (a provided.al2023
+ * function) or with no command under AWS_LAMBDA_RUNTIME_API. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "log.h"
+
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} command;
+
+static const command commands[] = {
+    {"run", cli_run, "run a job once, here"},
+    {"check", cli_check, "compile and validate jobs and their schedules"},
+    {"version", cli_version, "print the version"},
+    {NULL, NULL, NULL}};
+
+static void usage(FILE *out)
+{
+  const command *c;
+
+  fputs("usage: jobhost COMMAND [ARGS]\n\n"
+        "Runs PostgreSQL jobs written in Lua, here or as an AWS Lambda\n"
+        "custom runtime.\n\ncommands:\n",
+        out);
+  for (c = commands; c->name; c++)
+    fprintf(out, "  %-10s %s\n", c->name, c->summary);
+  fputs("\n`jobhost COMMAND --help` tells more.\n", out);
+}
+
+static const command *find(const char *name)
+{
+  const command *c;
+
+  for (c = commands; c->name; c++)
+    if (strcmp(c->name, name) == 0)
+      return c;
+  return NULL;
+}
+
+int main(int argc, char **argv)
+{
+  const char *base = strrchr(argv[0], '/');
+  const command *c;
+  char *lambda_argv[] = {"lambda", NULL};
+  const char *api = getenv("AWS_LAMBDA_RUNTIME_API");
+
+  base = base ? base + 1 : argv[0];
+  log_configure(stderr, LOG_TEXT, LOG_INFO);
+  log_configure_from_env();
+
+  if (strcmp(base, "bootstrap") == 0 || (argc < 2 && api && *api)) {
+    c = find("lambda");
+    if (c)
+      return c->run(1, lambda_argv);
+  }
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+      strcmp(argv[1], "help") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0)
+    return cli_version(argc - 1, argv + 1);
+  c = find(argv[1]);
+  if (!c) {
+    fprintf(stderr, "jobhost: unknown command \"%s\"\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+  }
+  return c->run(argc - 1, argv + 1);
+}
