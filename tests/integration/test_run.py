@@ -1,0 +1,315 @@
+"""`jobhost run` and `jobhost check` end to end: the real binary against
+the throwaway PostgreSQL. Covers the foundation's promises: exact values
+from PostgreSQL through Lua to JSON, error objects, failing jobs, runaway
+jobs, dry runs and the sandbox."""
+import json
+import os
+import re
+import subprocess
+import time
+
+import jhtest
+
+
+class ValuesTest(jhtest.Case):
+    def test_int8_extremes_leave_as_the_same_digits(self):
+        self.write_job("ints", """
+return { run = function(ctx)
+  local r = ctx.db:query(
+    "SELECT 9223372036854775807::int8 AS max, "
+    .. "(-9223372036854775808)::int8 AS min")[1]
+  assert(math.type(r.max) == "integer" and math.type(r.min) == "integer")
+  assert(r.max == math.maxinteger and r.min == math.mininteger)
+  return r
+end }""")
+        proc = self.jobhost("run", "ints")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout.strip(),
+                         '{"max":9223372036854775807,'
+                         '"min":-9223372036854775808}')
+
+    def test_numeric_is_an_exact_string(self):
+        self.write_job("num", """
+return { run = function(ctx)
+  local r = ctx.db:query("SELECT 12345678901234567.89::numeric AS amt, "
+    .. "0.1::numeric + 0.2::numeric AS s, 'NaN'::numeric AS n")[1]
+  assert(type(r.amt) == "string")
+  return r
+end }""")
+        _, body, _ = self.run_job("num")
+        self.assertEqual(body, {"amt": "12345678901234567.89", "s": "0.3",
+                                "n": "NaN"})
+
+    def test_null_column_present_and_empty_result_is_array(self):
+        self.write_job("nulls", """
+local json = require "json"
+return { run = function(ctx)
+  local rows = ctx.db:query("SELECT 1 AS id, NULL::text AS note, 'x' AS tag")
+  assert(rows[1].note == ctx.db.null and rows[1].note == json.null)
+  local none = ctx.db:query("SELECT 1 AS x WHERE false")
+  local port = json.decode('{"port": 5432}').port
+  return { rows = rows, none = none, port = port,
+           port_type = math.type(port) }
+end }""")
+        proc = self.jobhost("run", "nulls")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn('{"id":1,"note":null,"tag":"x"}', proc.stdout)
+        body = json.loads(proc.stdout)
+        self.assertEqual(body["none"], [])
+        self.assertIn('"none":[]', proc.stdout)
+        self.assertEqual(body["port"], 5432)
+        self.assertIn('"port":5432,', proc.stdout)
+        self.assertEqual(body["port_type"], "integer")
+
+    def test_big_ints_bind_back_exactly(self):
+        self.write_job("bind", """
+return { run = function(ctx)
+  local r = ctx.db:query("SELECT 1026066510839283908::int8 AS id, "
+    .. "9007199254740993::int8 AS big")[1]
+  local back = ctx.db:query("SELECT $1::int8 = 1026066510839283908 AS same,"
+    .. " $2::text AS text", r.id, r.big)[1]
+  return { id = r.id, big = r.big, same = back.same, text = back.text }
+end }""")
+        proc = self.jobhost("run", "bind")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout.strip(),
+                         '{"big":9007199254740993,"id":1026066510839283908,'
+                         '"same":true,"text":"9007199254740993"}')
+
+    def test_session_runs_in_utc_whatever_the_role_says(self):
+        db = jhtest.create_database("run_tz")
+        jhtest.superuser_sql("ALTER ROLE jobhost IN DATABASE run_tz "
+                             "SET timezone = 'America/New_York'")
+        self.write_job("tz", """
+return { run = function(ctx)
+  return ctx.db:query(
+    "SELECT '2025-03-09 07:30:00+00'::timestamptz AS t")[1]
+end }""")
+        _, body, _ = self.run_job("tz", env=self.env(db))
+        self.assertEqual(body, {"t": "2025-03-09 07:30:00+00"})
+
+
+class FailureTest(jhtest.Case):
+    def test_foreign_key_violation_fails_with_sqlstate_and_rolls_back(self):
+        db = jhtest.create_database("run_fk")
+        jhtest.superuser_sql("""
+            CREATE TABLE parent (id int PRIMARY KEY);
+            CREATE TABLE child (id int PRIMARY KEY,
+                                parent int REFERENCES parent(id));
+            INSERT INTO parent VALUES (1);
+            INSERT INTO child VALUES (1, 1);
+            ALTER TABLE parent OWNER TO jobhost;
+            ALTER TABLE child OWNER TO jobhost;""", db="run_fk")
+        self.write_job("fk", """
+return { run = function(ctx)
+  local tx <close> = ctx.db:begin()
+  ctx.db:exec("INSERT INTO parent VALUES (2)")
+  ctx.db:exec("DELETE FROM parent WHERE id = 1")
+  tx:commit()
+end }""")
+        code, body, err = self.run_job("fk", env=self.env(db),
+                                       expect_ok=False)
+        self.assertEqual(code, 1)
+        self.assertEqual(body["errorType"], "Database.Error")
+        self.assertIn("23503", body["errorMessage"])
+        self.assertIn("child", body["errorMessage"])
+        self.assertTrue(body["stackTrace"], body)
+        self.assertIn("run failed", err)
+        self.assertEqual(jhtest.superuser_sql(
+            "SELECT string_agg(id::text, ',' ORDER BY id) FROM parent",
+            db="run_fk").strip(), "1")
+
+    def test_error_object_fields_reach_a_pcall(self):
+        self.write_job("fields", """
+return { run = function(ctx)
+  local ok, e = pcall(ctx.db.exec, ctx.db, "SELECT 1/0")
+  assert(not ok)
+  return { sqlstate = e.sqlstate, severity = e.severity,
+           message = e.message, type = e.type }
+end }""")
+        _, body, _ = self.run_job("fields")
+        self.assertEqual(body, {"sqlstate": "22012", "severity": "ERROR",
+                                "message": "division by zero",
+                                "type": "Database.Error"})
+
+    def test_syntax_error_reported_with_file_and_line(self):
+        path = self.write_job("broken", "return {\n  run = function(ctx)\n"
+                                        "    local x = = 1\n  end,\n}\n")
+        proc = self.jobhost("check", "broken")
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn(path + ":3:", proc.stdout)
+        code, body, _ = self.run_job("broken", expect_ok=False)
+        self.assertEqual(code, 1)
+        self.assertEqual(body["errorType"], "Job.Invalid")
+        self.assertIn(path + ":3:", body["errorMessage"])
+
+    def test_runtime_error_has_traceback_with_line(self):
+        path = self.write_job("boom", "local function inner()\n"
+                                      "  error('boom')\nend\n"
+                                      "return { run = function() inner() "
+                                      "end }\n")
+        code, body, _ = self.run_job("boom", expect_ok=False)
+        self.assertEqual(body["errorType"], "Job.Error")
+        self.assertEqual(body["errorMessage"], path + ":2: boom")
+        self.assertTrue(any("inner" in line for line in body["stackTrace"]),
+                        body["stackTrace"])
+
+    def test_spec_errors_name_the_key(self):
+        self.write_job("badkey", "return { run = function() end, "
+                                 "shedule = 'rate(1 day)' }")
+        self.write_job("badtype", "return { run = function() end, "
+                                  "timeout = '10' }")
+        self.write_job("norun", "return { description = 'x' }")
+        proc = self.jobhost("check", "badkey", "badtype", "norun")
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn('unknown key "shedule"', proc.stdout)
+        self.assertIn('"timeout" must be a number, not string', proc.stdout)
+        self.assertIn('"run" must be a function, not missing', proc.stdout)
+
+    def test_unknown_job_and_bad_usage(self):
+        code, body, _ = self.run_job("nope", expect_ok=False)
+        self.assertEqual(body["errorType"], "Job.NotFound")
+        self.assertEqual(self.jobhost("run").returncode, 2)
+        self.assertEqual(self.jobhost("run", "x", "--bogus").returncode, 2)
+        self.assertEqual(self.jobhost("frobnicate").returncode, 2)
+        self.assertEqual(self.jobhost("run", "--help").returncode, 0)
+
+
+class LimitsTest(jhtest.Case):
+    def assert_stopped(self, job, error_type, limit_s):
+        started = time.monotonic()
+        code, body, err = self.run_job(job, expect_ok=False, timeout=60)
+        took = time.monotonic() - started
+        self.assertEqual(code, 1, err)
+        self.assertEqual(body["errorType"], error_type, body)
+        self.assertLess(took, limit_s)
+        return body
+
+    def test_runaway_loop_stops_at_the_timeout_despite_pcall(self):
+        self.write_job("spin", """
+return { timeout = 1, run = function()
+  while true do
+    pcall(function() while true do end end)
+  end
+end }""")
+        body = self.assert_stopped("spin", "Job.Timeout", 10)
+        self.assertIn("deadline", body["errorMessage"])
+
+    def test_unbounded_allocation_stops_at_the_memory_limit(self):
+        self.write_job("hog", """
+return { memory = 32, run = function()
+  local t = {}
+  while true do
+    pcall(function()
+      for i = 1, 1e9 do t[#t + 1] = string.rep("x", 1024) .. i end
+    end)
+  end
+end }""")
+        body = self.assert_stopped("hog", "Runtime.OutOfMemory", 30)
+        self.assertIn("32 MiB", body["errorMessage"])
+
+    def test_long_statement_is_cancelled_at_the_deadline(self):
+        self.write_job("sleepy", """
+return { timeout = 1, run = function(ctx)
+  ctx.db:exec("SELECT pg_sleep(30)")
+end }""")
+        self.assert_stopped("sleepy", "Job.Timeout", 10)
+        active = jhtest.superuser_sql(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()"
+            " AND state = 'active'")
+        self.assertEqual(active.strip(), "0")
+
+
+class SandboxTest(jhtest.Case):
+    def test_dangerous_functions_are_gone(self):
+        self.write_job("sandbox", """
+return { run = function()
+  local ok_bin = pcall(load, string.dump(function() return 1 end))
+  local f = load(string.dump(function() return 1 end))
+  return {
+    exit = os.exit == nil, execute = os.execute == nil,
+    popen = io.popen == nil, loadlib = package.loadlib == nil,
+    binary_load_refused = f == nil,
+    sethook = debug.sethook == nil,
+    cjson = type(require("cjson").encode) == "function",
+  }
+end }""")
+        _, body, _ = self.run_job("sandbox")
+        self.assertEqual(body, {"exit": True, "execute": True,
+                                "popen": True, "loadlib": True,
+                                "binary_load_refused": True,
+                                "sethook": True, "cjson": True})
+
+
+class DryRunTest(jhtest.Case):
+    def test_dry_run_of_the_purge_leaves_the_table_as_it_was(self):
+        db = jhtest.create_database("run_purge")
+        env = dict(os.environ, **db)
+        env.pop("PGSOCKETDIR")
+        pgbench = "/usr/lib/postgresql/15/bin/pgbench"
+        subprocess.run([pgbench, "-i", "-s", "1", "-q"], env=env,
+                       check=True, capture_output=True)
+        subprocess.run([pgbench, "-T", "3", "-c", "2", "-n"], env=env,
+                       check=True, capture_output=True)
+        jhtest.superuser_sql("UPDATE pgbench_history SET mtime = mtime - "
+                             "(random() * interval '180 days')",
+                             db="run_purge")
+        snapshot = ("SELECT count(*), md5(string_agg(h::text, ',' "
+                    "ORDER BY h::text)) FROM pgbench_history h")
+        before = jhtest.superuser_sql(snapshot, db="run_purge")
+        old = int(jhtest.superuser_sql(
+            "SELECT count(*) FROM pgbench_history "
+            "WHERE mtime < now() - interval '90 days'", db="run_purge"))
+        self.assertGreater(old, 0)
+
+        jobs = os.path.join(jhtest.SOURCE, "jobs")
+        run_env = self.env(db, JOBHOST_JOBS=jobs)
+        proc = self.jobhost("run", "purge_history", "--dry-run", "--db", "",
+                            "--param", "batch=100", env=run_env)
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        body = json.loads(proc.stdout)
+        self.assertIs(body["dry_run"], True)
+        self.assertEqual(body["result"]["deleted"], old)
+        self.assertEqual(body["result"]["remaining"], 0)
+        self.assertEqual(jhtest.superuser_sql(snapshot, db="run_purge"),
+                         before)
+
+        # For real this time: the rows go, in committed batches.
+        proc = self.jobhost("run", "purge_history", "--db", "",
+                            "--param", "batch=100", env=run_env)
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        body = json.loads(proc.stdout)
+        self.assertEqual(body["deleted"], old)
+        self.assertGreaterEqual(body["batches"], old // 100)
+        self.assertEqual(len(re.findall("batch deleted", proc.stderr)),
+                         body["batches"])
+        self.assertEqual(int(jhtest.superuser_sql(
+            "SELECT count(*) FROM pgbench_history "
+            "WHERE mtime < now() - interval '90 days'", db="run_purge")), 0)
+
+
+class ParamsTest(jhtest.Case):
+    def test_params_merge_and_convert_to_the_default_type(self):
+        self.write_job("p", """
+return { params = { n = 10, name = "a", on = false, ratio = 0.5 },
+  run = function(ctx, p)
+    return { n = p.n, name = p.name, on = p.on, ratio = p.ratio,
+             n_type = math.type(p.n), event_job = ctx.event.job }
+  end }""")
+        _, body, _ = self.run_job(
+            "p", "--param", "n=25", "--param", "on=true",
+            "--event", '{"job": "p", "params": {"name": "b", "ratio": 2}}')
+        self.assertEqual(body, {"n": 25, "name": "b", "on": True,
+                                "ratio": 2, "n_type": "integer",
+                                "event_job": "p"})
+        code, body, _ = self.run_job("p", "--param", "nn=1",
+                                     expect_ok=False)
+        self.assertIn('unknown param "nn"', body["errorMessage"])
+        code, body, _ = self.run_job("p", "--param", "n=abc",
+                                     expect_ok=False)
+        self.assertIn('param "n"', body["errorMessage"])
+
+
+if __name__ == "__main__":
+    jhtest.main()

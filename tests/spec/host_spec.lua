@@ -1,0 +1,107 @@
+-- host_spec: the Lua host's sandbox and limits, each case in a fresh
+-- state opened by spec.isolated as a job's run would be.
+
+describe("the sandbox", function()
+  it("keeps no global from one run to the next", function()
+    local ok = spec.isolated("leaked = 42 return leaked")
+    check.truthy(ok)
+    local ok2, value = spec.isolated("return tostring(leaked)")
+    check.truthy(ok2)
+    check.eq(value, "nil")
+  end)
+
+  it("removes what could harm the process", function()
+    local ok, value = spec.isolated([[
+      return table.concat({
+        tostring(os.exit), tostring(os.execute), tostring(os.setlocale),
+        tostring(io.popen), tostring(package.loadlib),
+        tostring(package.cpath), tostring(debug.sethook),
+        tostring(debug.getinfo),
+      }, ",")
+    ]])
+    check.truthy(ok, value)
+    check.eq(value, "nil,nil,nil,nil,nil,nil,nil,nil")
+  end)
+
+  it("refuses binary chunks in load, loadfile and require", function()
+    local ok, value = spec.isolated([[
+      local bin = string.dump(function() return 1 end)
+      local f, err = load(bin)
+      assert(f == nil and err:find("binary"), err)
+      assert(not pcall(load, bin, "x", "b"))
+      local path = os.tmpname()
+      local h = io.open(path, "wb"); h:write(bin); h:close()
+      local g, err2 = loadfile(path)
+      os.remove(path)
+      assert(g == nil and err2:find("binary"), err2)
+      return load("return 40 + 2")()
+    ]])
+    check.truthy(ok, value)
+    check.eq(value, "42")
+  end)
+
+  it("preloads the host modules", function()
+    local ok, value = spec.isolated([[
+      local names = {}
+      for _, m in ipairs { "json", "cjson", "log", "db", "batch" } do
+        names[#names + 1] = type(require(m))
+      end
+      return table.concat(names, ",")
+    ]])
+    check.truthy(ok, value)
+    check.eq(value, "table,table,table,table,table")
+  end)
+
+end)
+
+describe("the limits", function()
+  it("stops a runaway loop at the deadline even inside pcall", function()
+    local ok, err, stop = spec.isolated([[
+      while true do
+        pcall(function() while true do end end)
+        xpcall(function() while true do end end, function() return 1 end)
+      end
+    ]], { deadline_ms = 200 })
+    check.eq(ok, false)
+    check.eq(stop, "timeout")
+    check.truthy(err:find("deadline", 1, true), err)
+  end)
+
+  it("stops an unbounded allocation at the heap limit", function()
+    local ok, err, stop = spec.isolated([[
+      local t = {}
+      while true do
+        pcall(function()
+          while true do t[#t + 1] = string.rep("x", 4096) .. #t end
+        end)
+      end
+    ]], { mem_limit = 16 * 1024 * 1024 })
+    check.eq(ok, false)
+    check.eq(stop, "oom")
+    check.truthy(err:find("16 MiB", 1, true), err)
+  end)
+
+  it("lets a run finish well inside its limits", function()
+    local ok, value, stop = spec.isolated([[
+      local s = 0
+      for i = 1, 100000 do s = s + i end
+      return s
+    ]], { deadline_ms = 5000, mem_limit = 16 * 1024 * 1024 })
+    check.truthy(ok, value)
+    check.eq(value, "5000050000")
+    check.eq(stop, nil)
+  end)
+end)
+
+describe("errors", function()
+  it("carry a traceback", function()
+    local ok, err = spec.isolated([[
+      local function deep() error("deep failure") end
+      local _, e = xpcall(deep, debug.traceback)
+      return e
+    ]])
+    check.truthy(ok)
+    check.truthy(err:find("stack traceback", 1, true), err)
+    check.truthy(err:find("deep failure", 1, true), err)
+  end)
+end)
