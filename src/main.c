@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmd_schedule.h"
 #include "log.h"
 
 typedef struct {
@@ -17,6 +18,7 @@ typedef struct {
 static const command commands[] = {
     {"run", cli_run, "run a job once, here"},
     {"check", cli_check, "compile and validate jobs and their schedules"},
+    {"schedule", cmd_schedule, "validate a schedule, print its fire times"},
     {"version", cli_version, "print the version"},
     {NULL, NULL, NULL}};
 

@@ -21,11 +21,11 @@
 
 enum { F_MINUTES, F_HOURS, F_DOM, F_MONTH, F_DOW, F_YEAR, F_COUNT };
 
-static const char *const month_names[] = {"JAN", "FEB", "MAR", "APR",
-                                          "MAY", "JUN", "JUL", "AUG",
-                                          "SEP", "OCT", "NOV", "DEC"};
-static const char *const weekday_names[] = {"SUN", "MON", "TUE", "WED",
-                                            "THU", "FRI", "SAT"};
+const char *const schedule_month_names[12] = {"JAN", "FEB", "MAR", "APR",
+                                              "MAY", "JUN", "JUL", "AUG",
+                                              "SEP", "OCT", "NOV", "DEC"};
+const char *const schedule_weekday_names[7] = {"SUN", "MON", "TUE", "WED",
+                                               "THU", "FRI", "SAT"};
 
 /* What each cron field takes. Values are stored in a bit set at bit
  * (value - base): base is 0 except for the year. */
@@ -39,14 +39,14 @@ typedef struct {
 } field_spec;
 
 static const field_spec field_specs[F_COUNT] = {
-  {"minutes", 0, 59, 0, NULL, NULL, 1},
-  {"hours", 0, 23, 0, NULL, NULL, 1},
-  {"day-of-month", 1, 31, 0, NULL, NULL, 1},
-  {"month", 1, 12, 0, month_names, "JAN-DEC", 1},
-  /* EventBridge lists no '/' among the day-of-week wildcards. */
-  {"day-of-week", 1, 7, 0, weekday_names, "SUN-SAT", 0},
-  {"year", SCHEDULE_YEAR_MIN, SCHEDULE_YEAR_MAX, SCHEDULE_YEAR_MIN, NULL,
-   NULL, 1},
+    {"minutes", 0, 59, 0, NULL, NULL, 1},
+    {"hours", 0, 23, 0, NULL, NULL, 1},
+    {"day-of-month", 1, 31, 0, NULL, NULL, 1},
+    {"month", 1, 12, 0, schedule_month_names, "JAN-DEC", 1},
+    /* EventBridge lists no '/' among the day-of-week wildcards. */
+    {"day-of-week", 1, 7, 0, schedule_weekday_names, "SUN-SAT", 0},
+    {"year", SCHEDULE_YEAR_MIN, SCHEDULE_YEAR_MAX, SCHEDULE_YEAR_MIN, NULL,
+     NULL, 1},
 };
 
 /* A field's values while parsing: up to 256 bits. */
@@ -54,12 +54,7 @@ typedef struct {
   uint64_t w[4];
 } bitset;
 
-/* Writes a formatted message into err, when there is room for one, and
- * returns -1. */
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-  __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+int schedule_fail(char *err, size_t errlen, const char *fmt, ...)
 {
   va_list ap;
 
@@ -69,6 +64,14 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
   }
   return -1;
+}
+
+void schedule_offset_format(int32_t offset, char *buf, size_t len)
+{
+  int32_t size = offset < 0 ? -offset : offset;
+
+  snprintf(buf, len, "%c%02d:%02d", offset < 0 ? '-' : '+', (int)(size / 3600),
+           (int)(size / 60 % 60));
 }
 
 /* ---- calendar arithmetic ---------------------------------------------- */
@@ -83,8 +86,8 @@ static int64_t days_from_civil(int year, int month, int day)
   int64_t year_of_era = y - era * 400;
   int64_t month_from_march = (month + 9) % 12;
   int64_t day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-  int64_t day_of_era = year_of_era * 365 + year_of_era / 4 -
-                       year_of_era / 100 + day_of_year;
+  int64_t day_of_era =
+      year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
 
   return era * 146097 + day_of_era - 719468;
 }
@@ -95,10 +98,11 @@ static void civil_from_days(int64_t days, int *year, int *month, int *day)
   int64_t z = days + 719468;
   int64_t era = (z >= 0 ? z : z - 146096) / 146097;
   int64_t day_of_era = z - era * 146097;
-  int64_t year_of_era = (day_of_era - day_of_era / 1460 +
-                         day_of_era / 36524 - day_of_era / 146096) / 365;
-  int64_t day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 -
-                                      year_of_era / 100);
+  int64_t year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36524 -
+                         day_of_era / 146096) /
+                        365;
+  int64_t day_of_year =
+      day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
   int64_t month_from_march = (5 * day_of_year + 2) / 153;
   int m = (int)(month_from_march < 10 ? month_from_march + 3
                                       : month_from_march - 9);
@@ -115,8 +119,7 @@ static int is_leap(int year)
 
 static int days_in_month(int year, int month)
 {
-  static const int len[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30,
-                              31};
+  static const int len[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 
   return month == 2 && is_leap(year) ? 29 : len[month - 1];
 }
@@ -198,13 +201,13 @@ static int parse_value(const field_spec *fs, const char **p, int *value,
   if (isdigit((unsigned char)*s)) {
     while (isdigit((unsigned char)*s)) {
       if (++digits > 4)
-        return fail(err, errlen, "%s: '%s' is out of range %d-%d",
-                    fs->name, *p, fs->min, fs->max);
+        return schedule_fail(err, errlen, "%s: '%s' is out of range %d-%d",
+                             fs->name, *p, fs->min, fs->max);
       v = v * 10 + (*s++ - '0');
     }
     if (v < fs->min || v > fs->max)
-      return fail(err, errlen, "%s: %ld is out of range %d-%d", fs->name,
-                  v, fs->min, fs->max);
+      return schedule_fail(err, errlen, "%s: %ld is out of range %d-%d",
+                           fs->name, v, fs->min, fs->max);
     *value = (int)v;
     *p = s;
     return 0;
@@ -224,14 +227,16 @@ static int parse_value(const field_spec *fs, const char **p, int *value,
       }
     }
     if (fs->names != NULL)
-      return fail(err, errlen, "%s: unknown name in '%s' (names are %s)",
-                  fs->name, *p, fs->name_hint);
-    return fail(err, errlen, "%s: '%s' is not a number", fs->name, *p);
+      return schedule_fail(err, errlen,
+                           "%s: unknown name in '%s' (names are %s)", fs->name,
+                           *p, fs->name_hint);
+    return schedule_fail(err, errlen, "%s: '%s' is not a number", fs->name, *p);
   }
 
   if (*s == '\0')
-    return fail(err, errlen, "%s: a value is missing", fs->name);
-  return fail(err, errlen, "%s: unexpected '%c' in '%s'", fs->name, *s, *p);
+    return schedule_fail(err, errlen, "%s: a value is missing", fs->name);
+  return schedule_fail(err, errlen, "%s: unexpected '%c' in '%s'", fs->name, *s,
+                       *p);
 }
 
 /* Reads the k of an increment "/k". */
@@ -244,16 +249,18 @@ static int parse_step(const field_spec *fs, const char **p, int *step,
   int digits = 0;
 
   if (!fs->step_ok)
-    return fail(err, errlen, "%s: increments ('/') are not allowed",
-                fs->name);
+    return schedule_fail(err, errlen, "%s: increments ('/') are not allowed",
+                         fs->name);
   while (isdigit((unsigned char)*s)) {
     if (++digits > 4)
       break;
     v = v * 10 + (*s++ - '0');
   }
   if (digits == 0 || digits > 4 || v < 1 || v > limit)
-    return fail(err, errlen, "%s: the increment after '/' must be a number "
-                "from 1 to %d", fs->name, limit);
+    return schedule_fail(err, errlen,
+                         "%s: the increment after '/' must be a number "
+                         "from 1 to %d",
+                         fs->name, limit);
   *step = (int)v;
   *p = s;
   return 0;
@@ -308,8 +315,8 @@ static int parse_element(const field_spec *fs, const char *elem, bitset *set,
   }
 
   if (*p != '\0')
-    return fail(err, errlen, "%s: unexpected '%c' in '%s'", fs->name, *p,
-                elem);
+    return schedule_fail(err, errlen, "%s: unexpected '%c' in '%s'", fs->name,
+                         *p, elem);
   add_range(fs, set, first, last, step);
   return 0;
 }
@@ -327,13 +334,13 @@ static int parse_list(const field_spec *fs, const char *text, bitset *set,
     size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
 
     if (len == 0)
-      return fail(err, errlen, "%s: empty element in list '%s'", fs->name,
-                  text);
+      return schedule_fail(err, errlen, "%s: empty element in list '%s'",
+                           fs->name, text);
     memcpy(elem, p, len);
     elem[len] = '\0';
     if (strcmp(elem, "?") == 0)
-      return fail(err, errlen, "%s: '?' must stand alone in its field",
-                  fs->name);
+      return schedule_fail(err, errlen, "%s: '?' must stand alone in its field",
+                           fs->name);
     if (parse_element(fs, elem, set, err, errlen) < 0)
       return -1;
     if (comma == NULL)
@@ -390,20 +397,24 @@ static int parse_dom(schedule *s, const char *text, char *err, size_t errlen)
 
     if (day >= 0) {
       if (day < 1 || day > 31)
-        return fail(err, errlen, "day-of-month: in nW, n must be from 1 to "
-                    "31 (got %ld)", day);
+        return schedule_fail(err, errlen,
+                             "day-of-month: in nW, n must be from 1 to "
+                             "31 (got %ld)",
+                             day);
       s->dom_mode = SCHEDULE_DOM_NEAREST_WEEKDAY;
       s->dom_day = (int)day;
       return 0;
     }
   }
-  return fail(err, errlen, "day-of-month: 'L' and 'W' stand alone in the "
-              "field, as L, LW or nW (got '%s')", text);
+  return schedule_fail(err, errlen,
+                       "day-of-month: 'L' and 'W' stand alone in the "
+                       "field, as L, LW or nW (got '%s')",
+                       text);
 }
 
 /* Reads a weekday (number or name) that makes up all of text[0..len). */
-static int weekday_value(const char *text, size_t len, int *value,
-                         char *err, size_t errlen)
+static int weekday_value(const char *text, size_t len, int *value, char *err,
+                         size_t errlen)
 {
   const field_spec *fs = &field_specs[F_DOW];
   char buf[EXPR_MAX];
@@ -414,8 +425,10 @@ static int weekday_value(const char *text, size_t len, int *value,
   if (parse_value(fs, &p, value, err, errlen) < 0)
     return -1;
   if (*p != '\0')
-    return fail(err, errlen, "day-of-week: '%s' is not a weekday (1-7 or "
-                "SUN-SAT)", buf);
+    return schedule_fail(err, errlen,
+                         "day-of-week: '%s' is not a weekday (1-7 or "
+                         "SUN-SAT)",
+                         buf);
   return 0;
 }
 
@@ -436,16 +449,20 @@ static int parse_dow(schedule *s, const char *text, char *err, size_t errlen)
     long nth;
 
     if (strchr(text, ',') != NULL || strchr(hash + 1, '#') != NULL)
-      return fail(err, errlen, "day-of-week: only one '#' expression may "
-                  "appear in the field, and nothing beside it (got '%s')",
-                  text);
-    if (weekday_value(text, (size_t)(hash - text), &s->dow_day, err,
-                      errlen) < 0)
+      return schedule_fail(
+          err, errlen,
+          "day-of-week: only one '#' expression may "
+          "appear in the field, and nothing beside it (got '%s')",
+          text);
+    if (weekday_value(text, (size_t)(hash - text), &s->dow_day, err, errlen) <
+        0)
       return -1;
     nth = whole_number(hash + 1, strlen(hash + 1));
     if (nth < 1 || nth > 5)
-      return fail(err, errlen, "day-of-week: in n#k, k must be from 1 to 5 "
-                  "(got '%s')", hash + 1);
+      return schedule_fail(err, errlen,
+                           "day-of-week: in n#k, k must be from 1 to 5 "
+                           "(got '%s')",
+                           hash + 1);
     s->dow_mode = SCHEDULE_DOW_NTH;
     s->dow_nth = (int)nth;
     return 0;
@@ -465,8 +482,10 @@ static int parse_dow(schedule *s, const char *text, char *err, size_t errlen)
       s->dow_mode = SCHEDULE_DOW_LAST;
       return 0;
     }
-    return fail(err, errlen, "day-of-week: 'L' stands alone in the field, "
-                "as L or nL (got '%s')", text);
+    return schedule_fail(err, errlen,
+                         "day-of-week: 'L' stands alone in the field, "
+                         "as L or nL (got '%s')",
+                         text);
   }
 
   if (parse_list(fs, text, &set, err, errlen) < 0)
@@ -478,8 +497,7 @@ static int parse_dow(schedule *s, const char *text, char *err, size_t errlen)
 
 /* Parses the six fields of a cron() expression (text between the
  * parentheses). */
-static int parse_cron(const char *body, schedule *s, char *err,
-                      size_t errlen)
+static int parse_cron(const char *body, schedule *s, char *err, size_t errlen)
 {
   char buf[EXPR_MAX];
   char *field[F_COUNT];
@@ -500,57 +518,63 @@ static int parse_cron(const char *body, schedule *s, char *err,
       p++;
   }
   if (count != F_COUNT)
-    return fail(err, errlen, "cron(): needs exactly 6 fields (minutes hours "
-                "day-of-month month day-of-week year), found %d%s", count,
-                count == 5 ? " (the year is missing?)"
-                : count == 7 ? " (a seconds field first?)" : "");
+    return schedule_fail(err, errlen,
+                         "cron(): needs exactly 6 fields (minutes hours "
+                         "day-of-month month day-of-week year), found %d%s",
+                         count,
+                         count == 5   ? " (the year is missing?)"
+                         : count == 7 ? " (a seconds field first?)"
+                                      : "");
 
   for (i = 0; i < F_COUNT; i++) {
     if (i != F_DOM && i != F_DOW && strchr(field[i], '?') != NULL)
-      return fail(err, errlen, "%s: '?' is allowed only in day-of-month or "
-                  "day-of-week", field_specs[i].name);
+      return schedule_fail(err, errlen,
+                           "%s: '?' is allowed only in day-of-month or "
+                           "day-of-week",
+                           field_specs[i].name);
   }
 
-  if (parse_list(&field_specs[F_MINUTES], field[F_MINUTES], &set, err,
-                 errlen) < 0)
+  if (parse_list(&field_specs[F_MINUTES], field[F_MINUTES], &set, err, errlen) <
+      0)
     return -1;
   s->minutes = set.w[0];
-  if (parse_list(&field_specs[F_HOURS], field[F_HOURS], &set, err,
-                 errlen) < 0)
+  if (parse_list(&field_specs[F_HOURS], field[F_HOURS], &set, err, errlen) < 0)
     return -1;
   s->hours = (uint32_t)set.w[0];
   if (parse_dom(s, field[F_DOM], err, errlen) < 0)
     return -1;
-  if (parse_list(&field_specs[F_MONTH], field[F_MONTH], &set, err,
-                 errlen) < 0)
+  if (parse_list(&field_specs[F_MONTH], field[F_MONTH], &set, err, errlen) < 0)
     return -1;
   s->months = (uint16_t)set.w[0];
   if (parse_dow(s, field[F_DOW], err, errlen) < 0)
     return -1;
-  if (parse_list(&field_specs[F_YEAR], field[F_YEAR], &set, err,
-                 errlen) < 0)
+  if (parse_list(&field_specs[F_YEAR], field[F_YEAR], &set, err, errlen) < 0)
     return -1;
   memcpy(s->years, set.w, sizeof s->years);
 
   /* EventBridge takes the day from exactly one of the two day fields. */
   if (s->dom_mode == SCHEDULE_DOM_ANY && s->dow_mode == SCHEDULE_DOW_ANY)
-    return fail(err, errlen, "day-of-month, day-of-week: exactly one of the "
-                "two must be '?', not both");
+    return schedule_fail(err, errlen,
+                         "day-of-month, day-of-week: exactly one of the "
+                         "two must be '?', not both");
   if (s->dom_mode != SCHEDULE_DOM_ANY && s->dow_mode != SCHEDULE_DOW_ANY)
-    return fail(err, errlen, "day-of-month, day-of-week: exactly one of the "
-                "two must be '?' (got '%s' and '%s'); put '?' in the field "
-                "that does not pick the days", field[F_DOM], field[F_DOW]);
+    return schedule_fail(
+        err, errlen,
+        "day-of-month, day-of-week: exactly one of the "
+        "two must be '?' (got '%s' and '%s'); put '?' in the field "
+        "that does not pick the days",
+        field[F_DOM], field[F_DOW]);
   return 0;
 }
 
 /* Parses the "Value Unit" of a rate() expression. */
-static int parse_rate(const char *body, schedule *s, char *err,
-                      size_t errlen)
+static int parse_rate(const char *body, schedule *s, char *err, size_t errlen)
 {
   static const struct {
     const char *one, *many;
     int64_t seconds;
-  } units[] = {{"minute", "minutes", 60}, {"hour", "hours", 3600},
+  } units[] = {{"minute", "minutes", 60},
+               {"hour", "hours", 3600},
                {"day", "days", 86400}};
   const char *p = body;
   const char *unit;
@@ -562,16 +586,19 @@ static int parse_rate(const char *body, schedule *s, char *err,
     p++;
   while (isdigit((unsigned char)*p)) {
     if (++digits > 9)
-      return fail(err, errlen, "rate(): the value is too large (at most "
-                  "999999999)");
+      return schedule_fail(err, errlen,
+                           "rate(): the value is too large (at most "
+                           "999999999)");
     value = value * 10 + (*p++ - '0');
   }
   if (digits == 0 || (*p != ' ' && *p != '\0'))
-    return fail(err, errlen, "rate(): the value must be a positive integer, "
-                "as in rate(5 minutes)");
+    return schedule_fail(err, errlen,
+                         "rate(): the value must be a positive integer, "
+                         "as in rate(5 minutes)");
   if (value == 0)
-    return fail(err, errlen, "rate(): the value must be a positive integer, "
-                "not 0");
+    return schedule_fail(err, errlen,
+                         "rate(): the value must be a positive integer, "
+                         "not 0");
   while (*p == ' ')
     p++;
   unit = p;
@@ -579,32 +606,40 @@ static int parse_rate(const char *body, schedule *s, char *err,
     p++;
   for (i = 0; i < sizeof units / sizeof units[0]; i++) {
     size_t len = (size_t)(p - unit);
-    int is_one = strlen(units[i].one) == len &&
-                 strncmp(unit, units[i].one, len) == 0;
-    int is_many = strlen(units[i].many) == len &&
-                  strncmp(unit, units[i].many, len) == 0;
+    int is_one =
+        strlen(units[i].one) == len && strncmp(unit, units[i].one, len) == 0;
+    int is_many =
+        strlen(units[i].many) == len && strncmp(unit, units[i].many, len) == 0;
 
     if (!is_one && !is_many)
       continue;
     while (*p == ' ')
       p++;
     if (*p != '\0')
-      return fail(err, errlen, "rate(): unexpected '%s' after the unit", p);
+      return schedule_fail(err, errlen,
+                           "rate(): unexpected '%s' after the unit", p);
     if (value == 1 && is_many)
-      return fail(err, errlen, "rate(): value 1 needs the singular unit: "
-                  "rate(1 %s)", units[i].one);
+      return schedule_fail(err, errlen,
+                           "rate(): value 1 needs the singular unit: "
+                           "rate(1 %s)",
+                           units[i].one);
     if (value > 1 && is_one)
-      return fail(err, errlen, "rate(): a value above 1 needs the plural "
-                  "unit: rate(%lld %s)", (long long)value, units[i].many);
+      return schedule_fail(err, errlen,
+                           "rate(): a value above 1 needs the plural "
+                           "unit: rate(%lld %s)",
+                           (long long)value, units[i].many);
     s->kind = SCHEDULE_RATE;
     s->rate_seconds = value * units[i].seconds;
     return 0;
   }
   if (p == unit)
-    return fail(err, errlen, "rate(): the unit is missing: minute(s), "
-                "hour(s) or day(s)");
-  return fail(err, errlen, "rate(): the unit must be minute(s), hour(s) or "
-              "day(s), not '%.*s'", (int)(p - unit), unit);
+    return schedule_fail(err, errlen,
+                         "rate(): the unit is missing: minute(s), "
+                         "hour(s) or day(s)");
+  return schedule_fail(err, errlen,
+                       "rate(): the unit must be minute(s), hour(s) or "
+                       "day(s), not '%.*s'",
+                       (int)(p - unit), unit);
 }
 
 int schedule_parse(const char *expr, schedule *out, char *err, size_t errlen)
@@ -619,7 +654,7 @@ int schedule_parse(const char *expr, schedule *out, char *err, size_t errlen)
   if (err != NULL && errlen > 0)
     err[0] = '\0';
   if (expr == NULL)
-    return fail(err, errlen, "no schedule expression");
+    return schedule_fail(err, errlen, "no schedule expression");
 
   while (isspace((unsigned char)*start))
     start++;
@@ -628,26 +663,30 @@ int schedule_parse(const char *expr, schedule *out, char *err, size_t errlen)
     end--;
   len = (size_t)(end - start);
   if (len >= EXPR_MAX)
-    return fail(err, errlen, "the expression is too long (at most %d "
-                "characters)", EXPR_MAX - 1);
+    return schedule_fail(err, errlen,
+                         "the expression is too long (at most %d "
+                         "characters)",
+                         EXPR_MAX - 1);
 
   if (len >= 5 && strncmp(start, "cron(", 5) == 0)
     is_cron = 1;
   else if (len >= 5 && strncmp(start, "rate(", 5) == 0)
     is_cron = 0;
   else
-    return fail(err, errlen, "not a schedule expression: expected "
-                "cron(minutes hours day-of-month month day-of-week year) "
-                "or rate(value unit)");
+    return schedule_fail(
+        err, errlen,
+        "not a schedule expression: expected "
+        "cron(minutes hours day-of-month month day-of-week year) "
+        "or rate(value unit)");
 
   if (end[-1] != ')')
-    return fail(err, errlen, "%s: missing closing parenthesis",
-                is_cron ? "cron()" : "rate()");
+    return schedule_fail(err, errlen, "%s: missing closing parenthesis",
+                         is_cron ? "cron()" : "rate()");
   memcpy(body, start + 5, len - 6);
   body[len - 6] = '\0';
   if (strpbrk(body, "()") != NULL)
-    return fail(err, errlen, "%s: unexpected parenthesis inside",
-                is_cron ? "cron()" : "rate()");
+    return schedule_fail(err, errlen, "%s: unexpected parenthesis inside",
+                         is_cron ? "cron()" : "rate()");
 
   if (!is_cron)
     return parse_rate(body, out, err, errlen);
@@ -669,16 +708,14 @@ static uint64_t day_mask(const schedule *s, int year, int month)
 {
   int len = days_in_month(year, month);
   int64_t first_days = days_from_civil(year, month, 1);
-  int first = weekday_of_days(first_days);          /* weekday of the 1st */
-  int last = (first - 1 + len - 1) % 7 + 1;          /* of the last day */
-  uint64_t all = (UINT64_C(1) << (len + 1)) - 2;     /* bits 1..len */
+  int first = weekday_of_days(first_days);       /* weekday of the 1st */
+  int last = (first - 1 + len - 1) % 7 + 1;      /* of the last day */
+  uint64_t all = (UINT64_C(1) << (len + 1)) - 2; /* bits 1..len */
   int day, w;
 
   switch (s->dom_mode) {
-  case SCHEDULE_DOM_SET:
-    return s->days & all;
-  case SCHEDULE_DOM_LAST:
-    return UINT64_C(1) << len;
+  case SCHEDULE_DOM_SET: return s->days & all;
+  case SCHEDULE_DOM_LAST: return UINT64_C(1) << len;
   case SCHEDULE_DOM_LAST_WEEKDAY:
     day = last == 7 ? len - 1 : last == 1 ? len - 2 : len;
     return UINT64_C(1) << day;
@@ -688,13 +725,12 @@ static uint64_t day_mask(const schedule *s, int year, int month)
     if (day > len)
       return 0;
     w = (first - 1 + day - 1) % 7 + 1;
-    if (w == 7)       /* Saturday: Friday, or Monday the 3rd for the 1st */
+    if (w == 7) /* Saturday: Friday, or Monday the 3rd for the 1st */
       day = day == 1 ? 3 : day - 1;
-    else if (w == 1)  /* Sunday: Monday, or Friday for the last day */
+    else if (w == 1) /* Sunday: Monday, or Friday for the last day */
       day = day == len ? day - 2 : day + 1;
     return UINT64_C(1) << day;
-  case SCHEDULE_DOM_ANY:
-    break;
+  case SCHEDULE_DOM_ANY: break;
   }
 
   switch (s->dow_mode) {
@@ -714,8 +750,7 @@ static uint64_t day_mask(const schedule *s, int year, int month)
   case SCHEDULE_DOW_NTH:
     day = 1 + (s->dow_day - first + 7) % 7 + 7 * (s->dow_nth - 1);
     return day <= len ? UINT64_C(1) << day : 0;
-  case SCHEDULE_DOW_ANY:
-    break;
+  case SCHEDULE_DOW_ANY: break;
   }
   return all;
 }
@@ -784,8 +819,8 @@ static int cron_next(const schedule *s, int64_t t, int64_t *fire)
       minute = 0;
       continue;
     }
-    *fire = days_from_civil(year, month, day) * 86400 + hour * 3600 +
-            found * 60;
+    *fire =
+        days_from_civil(year, month, day) * 86400 + hour * 3600 + found * 60;
     return 1;
   }
 }
@@ -811,8 +846,7 @@ int schedule_next(const schedule *s, int64_t from, int64_t *fire)
   return cron_next(s, t, fire);
 }
 
-size_t schedule_fires(const schedule *s, int64_t from, int64_t *out,
-                      size_t n)
+size_t schedule_fires(const schedule *s, int64_t from, int64_t *out, size_t n)
 {
   size_t count = 0;
   int64_t t = from;
@@ -844,8 +878,7 @@ static int read_digits(const char **p, int digits, int *value)
   return 0;
 }
 
-int schedule_time_parse(const char *text, int64_t *t, char *err,
-                        size_t errlen)
+int schedule_time_parse(const char *text, int64_t *t, char *err, size_t errlen)
 {
   const char *p = text;
   int y, mo, d, h, mi, sec = 0, oh = 0, om = 0, sign = 0;
@@ -855,8 +888,7 @@ int schedule_time_parse(const char *text, int64_t *t, char *err,
       read_digits(&p, 2, &d) < 0 || (*p != 'T' && *p != 't' && *p != ' '))
     goto bad;
   p++;
-  if (read_digits(&p, 2, &h) < 0 || *p++ != ':' ||
-      read_digits(&p, 2, &mi) < 0)
+  if (read_digits(&p, 2, &h) < 0 || *p++ != ':' || read_digits(&p, 2, &mi) < 0)
     goto bad;
   if (*p == ':') {
     p++;
@@ -881,17 +913,21 @@ int schedule_time_parse(const char *text, int64_t *t, char *err,
     goto bad;
 
   if (y < SCHEDULE_YEAR_MIN || mo < 1 || mo > 12 || d < 1 ||
-      d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59 ||
-      oh > 23 || om > 59)
-    return fail(err, errlen, "'%s' is not a valid instant (year 1970 or "
-                "later)", text);
+      d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59 || oh > 23 ||
+      om > 59)
+    return schedule_fail(err, errlen,
+                         "'%s' is not a valid instant (year 1970 or "
+                         "later)",
+                         text);
   *t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
        sign * (oh * 3600 + om * 60);
   return 0;
 
 bad:
-  return fail(err, errlen, "'%s' is not an ISO-8601 instant such as "
-              "2025-03-01T10:00:00Z", text);
+  return schedule_fail(err, errlen,
+                       "'%s' is not an ISO-8601 instant such as "
+                       "2025-03-01T10:00:00Z",
+                       text);
 }
 
 void schedule_time_format(int64_t t, char *buf, size_t len)
@@ -899,8 +935,8 @@ void schedule_time_format(int64_t t, char *buf, size_t len)
   schedule_civil c;
 
   schedule_civil_of(t, 0, &c);
-  snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02dZ", c.year, c.month,
-           c.day, c.hour, c.minute, c.second);
+  snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02dZ", c.year, c.month, c.day,
+           c.hour, c.minute, c.second);
 }
 
 /* ---- time zones --------------------------------------------------------- */
@@ -912,25 +948,28 @@ int schedule_zone_check(const char *zone, char *err, size_t errlen)
   struct stat st;
 
   if (zone == NULL || *zone == '\0')
-    return fail(err, errlen, "--tz: the zone name is empty");
+    return schedule_fail(err, errlen, "--tz: the zone name is empty");
   if (strcmp(zone, "UTC") == 0)
     return 0;
   /* Only names inside the database: no absolute paths, no climbing out. */
   if (zone[0] == '/' || zone[0] == ':' || strstr(zone, "..") != NULL)
-    return fail(err, errlen, "--tz: '%s' is not a zone name such as "
-                "Europe/Berlin", zone);
+    return schedule_fail(err, errlen,
+                         "--tz: '%s' is not a zone name such as "
+                         "Europe/Berlin",
+                         zone);
   if (dir == NULL || *dir == '\0')
     dir = "/usr/share/zoneinfo";
-  if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, zone) >= sizeof path
-      || stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-    return fail(err, errlen, "--tz: unknown time zone '%s' (not in the tz "
-                "database under %s)", zone, dir);
+  if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, zone) >= sizeof path ||
+      stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+    return schedule_fail(err, errlen,
+                         "--tz: unknown time zone '%s' (not in the tz "
+                         "database under %s)",
+                         zone, dir);
   return 0;
 }
 
-int schedule_zone_offsets(const char *zone, const int64_t *t,
-                          int32_t *offsets, size_t n, char *err,
-                          size_t errlen)
+int schedule_zone_offsets(const char *zone, const int64_t *t, int32_t *offsets,
+                          size_t n, char *err, size_t errlen)
 {
   const char *old = getenv("TZ");
   char *saved = NULL;
@@ -940,13 +979,13 @@ int schedule_zone_offsets(const char *zone, const int64_t *t,
   if (schedule_zone_check(zone, err, errlen) < 0)
     return -1;
   if (old != NULL && (saved = strdup(old)) == NULL) {
-    fail(err, errlen, "out of memory");
+    schedule_fail(err, errlen, "out of memory");
     goto out;
   }
 
   if (setenv("TZ", zone, 1) != 0) {
-    fail(err, errlen, "--tz: cannot select zone '%s': %s", zone,
-         strerror(errno));
+    schedule_fail(err, errlen, "--tz: cannot select zone '%s': %s", zone,
+                  strerror(errno));
     goto out;
   }
   tzset();
@@ -954,8 +993,7 @@ int schedule_zone_offsets(const char *zone, const int64_t *t,
     time_t when = (time_t)t[i];
     struct tm tm;
 
-    offsets[i] = localtime_r(&when, &tm) != NULL ? (int32_t)tm.tm_gmtoff
-                                                 : 0;
+    offsets[i] = localtime_r(&when, &tm) != NULL ? (int32_t)tm.tm_gmtoff : 0;
   }
   rc = 0;
 

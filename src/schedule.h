@@ -26,10 +26,10 @@ typedef enum { SCHEDULE_CRON, SCHEDULE_RATE } schedule_kind;
 
 /* How the day-of-month field picks days. */
 typedef enum {
-  SCHEDULE_DOM_ANY,      /* '?': day-of-week decides */
-  SCHEDULE_DOM_SET,      /* values, ranges, lists, '*', increments */
-  SCHEDULE_DOM_LAST,     /* L: the last day of the month */
-  SCHEDULE_DOM_LAST_WEEKDAY, /* LW: the last Monday-Friday of the month */
+  SCHEDULE_DOM_ANY,            /* '?': day-of-week decides */
+  SCHEDULE_DOM_SET,            /* values, ranges, lists, '*', increments */
+  SCHEDULE_DOM_LAST,           /* L: the last day of the month */
+  SCHEDULE_DOM_LAST_WEEKDAY,   /* LW: the last Monday-Friday of the month */
   SCHEDULE_DOM_NEAREST_WEEKDAY /* nW: the weekday nearest day n */
 } schedule_dom_mode;
 
@@ -45,18 +45,18 @@ typedef enum {
  * fire is a few "next set bit" steps per field, never a scan by minute. */
 typedef struct {
   schedule_kind kind;
-  int64_t rate_seconds;  /* rate(): the interval */
-  uint64_t minutes;      /* bit m set: minute m fires (0-59) */
-  uint32_t hours;        /* bit h: hour h (0-23) */
-  uint32_t days;         /* bit d: day-of-month d (1-31), DOM_SET only */
-  uint16_t months;       /* bit m: month m (1-12) */
-  uint8_t weekdays;      /* bit w: weekday w (1 = SUN .. 7), DOW_SET only */
-  uint64_t years[4];     /* bit y - 1970: year y (1970-2199) */
+  int64_t rate_seconds; /* rate(): the interval */
+  uint64_t minutes;     /* bit m set: minute m fires (0-59) */
+  uint32_t hours;       /* bit h: hour h (0-23) */
+  uint32_t days;        /* bit d: day-of-month d (1-31), DOM_SET only */
+  uint16_t months;      /* bit m: month m (1-12) */
+  uint8_t weekdays;     /* bit w: weekday w (1 = SUN .. 7), DOW_SET only */
+  uint64_t years[4];    /* bit y - 1970: year y (1970-2199) */
   schedule_dom_mode dom_mode;
   schedule_dow_mode dow_mode;
-  int dom_day;           /* nW: n */
-  int dow_day;           /* nL, n#k: n (1-7) */
-  int dow_nth;           /* n#k: k (1-5) */
+  int dom_day; /* nW: n */
+  int dow_day; /* nL, n#k: n (1-7) */
+  int dow_nth; /* n#k: k (1-5) */
 } schedule;
 
 /* Parses expr ("cron(...)" or "rate(...)", exactly as EventBridge takes
@@ -79,14 +79,12 @@ int schedule_next(const schedule *s, int64_t from, int64_t *fire);
  * out, in order: for cron() those at or after `from`, for rate() `from`
  * plus 1, 2, ... intervals. Returns how many were written (fewer than n
  * when the schedule ends). */
-size_t schedule_fires(const schedule *s, int64_t from, int64_t *out,
-                      size_t n);
+size_t schedule_fires(const schedule *s, int64_t from, int64_t *out, size_t n);
 
 /* Parses an ISO-8601 instant: "YYYY-MM-DDTHH:MM[:SS]" followed by "Z",
  * "+HH:MM", "-HH:MM" or nothing (taken as UTC); a space may stand for the
  * T. Returns 0 and sets *t, or -1 with a message in err. */
-int schedule_time_parse(const char *text, int64_t *t, char *err,
-                        size_t errlen);
+int schedule_time_parse(const char *text, int64_t *t, char *err, size_t errlen);
 
 /* Formats t as "YYYY-MM-DDTHH:MM:SSZ" into buf (SCHEDULE_TIME_MAX bytes
  * are enough). */
@@ -99,16 +97,28 @@ typedef struct {
 } schedule_civil;
 void schedule_civil_of(int64_t t, int32_t offset, schedule_civil *out);
 
+/* The three-letter names EventBridge takes: months JAN-DEC (index 0 is
+ * January), weekdays SUN-SAT (index 0 is Sunday). */
+extern const char *const schedule_month_names[12];
+extern const char *const schedule_weekday_names[7];
+
+/* Formats an offset east of UTC in seconds as "+01:00" or "-05:30". */
+void schedule_offset_format(int32_t offset, char *buf, size_t len);
+
+/* Writes a printf-style message into err (when errlen > 0) and returns -1:
+ * the error convention of this module and of crontab.c. */
+int schedule_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* 0 when zone names a zone of the system tz database ("UTC",
  * "Europe/Berlin"); else -1 with a message in err. */
 int schedule_zone_check(const char *zone, char *err, size_t errlen);
 
 /* The zone's UTC offsets (seconds east of UTC) at the n instants of t into
- * offsets. Returns 0, or -1 with a message when the zone is unknown. Uses the C library's TZ handling: it sets and restores the
- * process's TZ, so it must not run beside other threads' local-time
- * calls. */
-int schedule_zone_offsets(const char *zone, const int64_t *t,
-                          int32_t *offsets, size_t n, char *err,
-                          size_t errlen);
+ * offsets. Returns 0, or -1 with a message when the zone is unknown. Uses
+ * the C library's TZ handling: it sets and restores the process's TZ, so
+ * it must not run beside other threads' local-time calls. */
+int schedule_zone_offsets(const char *zone, const int64_t *t, int32_t *offsets,
+                          size_t n, char *err, size_t errlen);
 
 #endif

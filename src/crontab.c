@@ -1,0 +1,559 @@
+/* crontab.c: migrates classic crontab lines to EventBridge cron()
+ * expressions. The line's five fields become bit sets (crontab syntax:
+ * lists, ranges, '*', steps, names, @macros); the local times are moved
+ * to UTC minute by minute of the day, and the result must again be a
+ * product of a minute set and an hour set with one day shift, or it cannot
+ * be one rule. The day fields follow: a shift across midnight moves the
+ * weekdays, or the days of the month where that stays exact. */
+#include "crontab.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "schedule.h"
+
+enum { C_MINUTE, C_HOUR, C_DOM, C_MONTH, C_DOW, C_COUNT };
+
+/* What each crontab field takes; day-of-week 7 is Sunday again. */
+typedef struct {
+  const char *name;
+  int min, max;
+  const char *const *names; /* names for min.., or NULL */
+  int name_count;
+} cfield_spec;
+
+static const cfield_spec cfield_specs[C_COUNT] = {
+    {"minute", 0, 59, NULL, 0},
+    {"hour", 0, 23, NULL, 0},
+    {"day-of-month", 1, 31, NULL, 0},
+    {"month", 1, 12, schedule_month_names, 12},
+    {"day-of-week", 0, 7, schedule_weekday_names, 7},
+};
+
+/* The @ shorthands and their five fields. */
+static const struct {
+  const char *name;
+  const char *fields;
+} macros[] = {
+    {"@yearly", "0 0 1 1 *"},  {"@annually", "0 0 1 1 *"},
+    {"@monthly", "0 0 1 * *"}, {"@weekly", "0 0 * * 0"},
+    {"@daily", "0 0 * * *"},   {"@midnight", "0 0 * * *"},
+    {"@hourly", "0 * * * *"},
+};
+
+/* A parsed line: bit v for value v of each field; day-of-week bits 0-6
+ * (Sunday 0). star_dom/star_dow: the field begins with '*', which for
+ * crontab means it does not restrict the day (see day_fields). */
+typedef struct {
+  uint64_t minutes;
+  uint32_t hours;
+  uint32_t days;
+  uint16_t months;
+  uint8_t weekdays;
+  int star_dom, star_dow;
+} cron_line;
+
+#define ALL_MINUTES ((UINT64_C(1) << 60) - 1)
+#define ALL_HOURS ((UINT32_C(1) << 24) - 1)
+#define ALL_DAYS (((UINT32_C(1) << 31) - 1) << 1)
+#define ALL_MONTHS ((uint16_t)(((1u << 12) - 1) << 1))
+#define ALL_WEEKDAYS ((uint8_t)((1u << 7) - 1))
+
+/* Appends formatted text to buf (a NUL-terminated string of size len). */
+static void append(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void append(char *buf, size_t len, const char *fmt, ...)
+{
+  size_t used = strlen(buf);
+  va_list ap;
+
+  if (used + 1 >= len)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(buf + used, len - used, fmt, ap);
+  va_end(ap);
+}
+
+/* ---- parsing a crontab line -------------------------------------------- */
+
+/* Reads a number or name of field fs at *p. */
+static int cparse_value(const cfield_spec *fs, const char **p, int *value,
+                        char *err, size_t errlen)
+{
+  const char *s = *p;
+  int v = 0, digits = 0, i;
+
+  if (isdigit((unsigned char)*s)) {
+    while (isdigit((unsigned char)*s)) {
+      if (++digits > 2)
+        return schedule_fail(err, errlen,
+                             "crontab %s: '%s' is out of range %d-%d", fs->name,
+                             *p, fs->min, fs->max);
+      v = v * 10 + (*s++ - '0');
+    }
+    if (v < fs->min || v > fs->max)
+      return schedule_fail(err, errlen, "crontab %s: %d is out of range %d-%d",
+                           fs->name, v, fs->min, fs->max);
+    *value = v;
+    *p = s;
+    return 0;
+  }
+  for (i = 0; i < fs->name_count; i++) {
+    if (strncasecmp(s, fs->names[i], 3) == 0 && !isalpha((unsigned char)s[3])) {
+      *value = fs->min + i;
+      *p = s + 3;
+      return 0;
+    }
+  }
+  return schedule_fail(err, errlen, "crontab %s: unexpected '%s'", fs->name,
+                       *p);
+}
+
+/* Reads the k of "/k". */
+static int cparse_step(const cfield_spec *fs, const char **p, int *step,
+                       char *err, size_t errlen)
+{
+  const char *s = *p;
+  int v = 0, digits = 0;
+
+  while (isdigit((unsigned char)*s) && digits < 3) {
+    v = v * 10 + (*s++ - '0');
+    digits++;
+  }
+  if (digits == 0 || v < 1 || v > fs->max)
+    return schedule_fail(err, errlen,
+                         "crontab %s: the step after '/' must be a "
+                         "number from 1 to %d",
+                         fs->name, fs->max);
+  *step = v;
+  *p = s;
+  return 0;
+}
+
+/* Parses a crontab field (a comma list of "*", "*\/k", "a", "a-b",
+ * "a-b/k") into a bit set of values. */
+static int cparse_field(const cfield_spec *fs, const char *text, uint64_t *set,
+                        char *err, size_t errlen)
+{
+  const char *p = text;
+
+  *set = 0;
+  for (;;) {
+    int first, last, step = 1, v;
+
+    if (*p == '*') {
+      p++;
+      first = fs->min;
+      last = fs->max;
+    } else {
+      if (cparse_value(fs, &p, &first, err, errlen) < 0)
+        return -1;
+      last = first;
+      if (*p == '-') {
+        p++;
+        if (cparse_value(fs, &p, &last, err, errlen) < 0)
+          return -1;
+        if (last < first)
+          return schedule_fail(err, errlen,
+                               "crontab %s: the range in '%s' runs "
+                               "backwards",
+                               fs->name, text);
+      } else if (*p == '/') {
+        return schedule_fail(err, errlen,
+                             "crontab %s: a step needs '*' or a range "
+                             "before '/' (got '%s')",
+                             fs->name, text);
+      }
+    }
+    if (*p == '/') {
+      p++;
+      if (cparse_step(fs, &p, &step, err, errlen) < 0)
+        return -1;
+    }
+    for (v = first; v <= last; v += step)
+      *set |= UINT64_C(1) << v;
+
+    if (*p == '\0')
+      return 0;
+    if (*p != ',' || p[1] == '\0')
+      return schedule_fail(err, errlen, "crontab %s: unexpected '%s' in '%s'",
+                           fs->name, p, text);
+    p++;
+  }
+}
+
+/* Splits and parses a line, expanding an @ shorthand first. */
+static int parse_line(const char *line, cron_line *out, char *err,
+                      size_t errlen)
+{
+  char buf[1024];
+  char *field[C_COUNT];
+  char *p;
+  uint64_t set;
+  size_t i;
+  int count = 0;
+
+  while (isspace((unsigned char)*line))
+    line++;
+  if (*line == '@') {
+    size_t len = strcspn(line, " \t");
+
+    for (i = 0; i < sizeof macros / sizeof macros[0]; i++)
+      if (strlen(macros[i].name) == len &&
+          strncmp(line, macros[i].name, len) == 0)
+        break;
+    if (strncmp(line, "@reboot", len) == 0 && len == 7)
+      return schedule_fail(err, errlen,
+                           "crontab: @reboot runs at boot, not on a "
+                           "schedule; EventBridge cannot express it");
+    if (i == sizeof macros / sizeof macros[0])
+      return schedule_fail(err, errlen,
+                           "crontab: unknown shorthand '%.*s' (known: "
+                           "@yearly, @annually, @monthly, @weekly, @daily, "
+                           "@midnight, @hourly)",
+                           (int)len, line);
+    line = macros[i].fields;
+  }
+  if (*line == '#' || *line == '\0')
+    return schedule_fail(err, errlen,
+                         "crontab: the line is empty or a comment");
+  if (strlen(line) >= sizeof buf)
+    return schedule_fail(err, errlen, "crontab: the line is too long");
+  snprintf(buf, sizeof buf, "%s", line);
+
+  for (p = buf; count < C_COUNT;) {
+    while (*p == ' ' || *p == '\t')
+      p++;
+    if (*p == '\0')
+      break;
+    field[count++] = p;
+    p += strcspn(p, " \t");
+    if (*p != '\0')
+      *p++ = '\0';
+  }
+  if (count < C_COUNT)
+    return schedule_fail(err, errlen,
+                         "crontab: needs five fields (minute hour "
+                         "day-of-month month day-of-week), found %d",
+                         count);
+  if (strchr(field[0], '=') != NULL)
+    return schedule_fail(err, errlen,
+                         "crontab: '%s' sets a variable; it is not a "
+                         "schedule line",
+                         field[0]);
+
+  memset(out, 0, sizeof *out);
+  for (i = 0; i < C_COUNT; i++) {
+    if (cparse_field(&cfield_specs[i], field[i], &set, err, errlen) < 0)
+      return -1;
+    switch (i) {
+    case C_MINUTE: out->minutes = set; break;
+    case C_HOUR: out->hours = (uint32_t)set; break;
+    case C_DOM: out->days = (uint32_t)set; break;
+    case C_MONTH: out->months = (uint16_t)set; break;
+    default:
+      /* 7 is Sunday as well as 0. */
+      out->weekdays = (uint8_t)((set | (set >> 7)) & ALL_WEEKDAYS);
+      break;
+    }
+  }
+  out->star_dom = field[C_DOM][0] == '*';
+  out->star_dow = field[C_DOW][0] == '*';
+
+  /* cron ORs two restricted day fields: one that names every day makes
+   * every day match. */
+  if (!out->star_dom && !out->star_dow &&
+      (out->days == ALL_DAYS || out->weekdays == ALL_WEEKDAYS)) {
+    out->days = ALL_DAYS;
+    out->weekdays = ALL_WEEKDAYS;
+  }
+  return 0;
+}
+
+/* ---- writing EventBridge fields ---------------------------------------- */
+
+/* Writes the values of set (bits min..max, value v at bit v + shift) as
+ * an EventBridge field: "*", "a/k", "a-b/k" or a list of values and
+ * ranges. */
+static void emit_field(uint64_t set, int min, int max, int shift, char *buf,
+                       size_t len)
+{
+  int values[64];
+  int n = 0, v, i, step;
+
+  for (v = min; v <= max; v++)
+    if (set & (UINT64_C(1) << (v - shift)))
+      values[n++] = v;
+  buf[0] = '\0';
+  if (n == max - min + 1) {
+    append(buf, len, "*");
+    return;
+  }
+
+  /* Three or more values an equal step apart read best as an increment. */
+  step = n >= 3 ? values[1] - values[0] : 0;
+  for (i = 2; i < n && step > 1; i++)
+    if (values[i] - values[i - 1] != step)
+      step = 0;
+  if (step > 1) {
+    if (values[n - 1] + step > max)
+      append(buf, len, "%d/%d", values[0], step);
+    else
+      append(buf, len, "%d-%d/%d", values[0], values[n - 1], step);
+    return;
+  }
+
+  for (i = 0; i < n;) {
+    int j = i;
+
+    while (j + 1 < n && values[j + 1] == values[j] + 1)
+      j++;
+    if (j - i >= 2)
+      append(buf, len, "%s%d-%d", i > 0 ? "," : "", values[i], values[j]);
+    else
+      for (v = i; v <= j; v++)
+        append(buf, len, "%s%d", v > 0 ? "," : "", values[v]);
+    i = j + 1;
+  }
+}
+
+/* ---- conversion -------------------------------------------------------- */
+
+/* Builds the UTC expression of line for a zone at `offset` seconds east of
+ * UTC. */
+static int build(const cron_line *line, int32_t offset, char *expr,
+                 size_t exprlen, char *err, size_t errlen)
+{
+  uint64_t day_minutes[23] = {0}; /* 1440 bits: UTC minute of the day */
+  uint64_t minutes = 0;
+  uint32_t hours = 0, days = line->days;
+  uint16_t months = line->months;
+  uint8_t weekdays = line->weekdays;
+  int shifts = 0; /* bit 0: previous UTC day, 1: same, 2: next */
+  int h, m, shift = 0, set_count = 0, mcount, hcount;
+  int every_day = line->days == ALL_DAYS && line->weekdays == ALL_WEEKDAYS;
+  char off[16], fmin[256], fhour[128], fdom[128], fmon[64], fdow[32];
+
+  schedule_offset_format(offset, off, sizeof off);
+  if (offset % 60 != 0)
+    return schedule_fail(err, errlen,
+                         "crontab: the zone's offset %s is not a whole "
+                         "minute",
+                         off);
+
+  /* The day fields: crontab runs when either restricted field matches,
+   * and when one begins with '*' only the other counts (both must match
+   * then). One EventBridge rule reads exactly one of them. */
+  if (line->days != ALL_DAYS && line->weekdays != ALL_WEEKDAYS) {
+    if (!line->star_dom && !line->star_dow)
+      return schedule_fail(
+          err, errlen,
+          "crontab day-of-month, day-of-week: both "
+          "are restricted, so cron runs on a day matching either; "
+          "EventBridge reads only one of them: write one rule for "
+          "each");
+    return schedule_fail(err, errlen,
+                         "crontab day-of-month, day-of-week: both "
+                         "restrict the day and cron needs both to match; one "
+                         "EventBridge rule reads only one of them");
+  }
+
+  /* Move each local time of the day to UTC. */
+  for (h = 0; h < 24; h++) {
+    if (!(line->hours & (UINT32_C(1) << h)))
+      continue;
+    for (m = 0; m < 60; m++) {
+      int u;
+
+      if (!(line->minutes & (UINT64_C(1) << m)))
+        continue;
+      u = h * 60 + m - offset / 60;
+      shift = u < 0 ? -1 : u >= 1440 ? 1 : 0;
+      u -= shift * 1440;
+      shifts |= 1 << (shift + 1);
+      day_minutes[u / 64] |= UINT64_C(1) << (u % 64);
+      minutes |= UINT64_C(1) << (u % 60);
+      hours |= UINT32_C(1) << (u / 60);
+      set_count++;
+    }
+  }
+  mcount = __builtin_popcountll(minutes);
+  hcount = __builtin_popcount(hours);
+  if (mcount * hcount != set_count)
+    return schedule_fail(
+        err, errlen,
+        "crontab: at offset %s the times do not keep "
+        "the same minutes in every hour in UTC; one EventBridge "
+        "rule cannot express them",
+        off);
+
+  /* Times that cross midnight move the day. */
+  if (shifts != (1 << (shift + 1))) {
+    if (!every_day || line->months != ALL_MONTHS)
+      return schedule_fail(
+          err, errlen,
+          "crontab: at offset %s some of the times "
+          "fall on another UTC day than the others, and the line "
+          "does not run every day: write one rule for each part",
+          off);
+    shift = 0;
+  }
+  /* A day shift moves the first or last day of a month into the next
+   * one; only the day-of-month cases below make up for it. */
+  if (shift != 0 && line->days == ALL_DAYS && line->months != ALL_MONTHS)
+    return schedule_fail(
+        err, errlen,
+        "crontab month: at offset %s the times fall "
+        "on the %s UTC day, which moves some of them into another "
+        "month; one EventBridge rule cannot express it",
+        off, shift < 0 ? "previous" : "next");
+  if (shift != 0 && !every_day) {
+    if (line->days == ALL_DAYS) {
+      /* Only weekdays restrict the day: they turn with the shift. */
+      weekdays = (uint8_t)(shift > 0 ? ((weekdays << 1) | (weekdays >> 6))
+                                     : ((weekdays >> 1) | (weekdays << 6)));
+      weekdays &= ALL_WEEKDAYS;
+    } else if (shift < 0 && line->days == (UINT32_C(1) << 1)) {
+      /* The 1st moves to the last day of the month before. */
+      days = 0;
+      months = (uint16_t)(((months >> 1) | ((months & 2) << 11)) & ALL_MONTHS);
+    } else if (shift < 0 && (line->days & ~(UINT32_C(0x1fffffff) & ~3u)) == 0) {
+      days >>= 1; /* every day 2-28 exists in each month */
+    } else if (shift > 0 && (line->days & ~(UINT32_C(0x0fffffff) & ~1u)) == 0) {
+      days <<= 1; /* days 1-27 and the day after exist in each month */
+    } else {
+      return schedule_fail(
+          err, errlen,
+          "crontab day-of-month: at offset %s the "
+          "times fall on the %s UTC day, and not every month has "
+          "the day before or after the days named; one EventBridge "
+          "rule cannot express it",
+          off, shift < 0 ? "previous" : "next");
+    }
+  }
+
+  emit_field(minutes, 0, 59, 0, fmin, sizeof fmin);
+  emit_field(hours, 0, 23, 0, fhour, sizeof fhour);
+  emit_field(months, 1, 12, 0, fmon, sizeof fmon);
+  if (days == 0) {
+    snprintf(fdom, sizeof fdom, "L");
+    snprintf(fdow, sizeof fdow, "?");
+  } else if (line->days != ALL_DAYS) {
+    emit_field(days, 1, 31, 0, fdom, sizeof fdom);
+    snprintf(fdow, sizeof fdow, "?");
+  } else if (line->weekdays != ALL_WEEKDAYS) {
+    snprintf(fdom, sizeof fdom, "?");
+    /* crontab weekday w (0 = Sunday) is EventBridge w + 1. */
+    emit_field(weekdays, 1, 7, 1, fdow, sizeof fdow);
+  } else {
+    snprintf(fdom, sizeof fdom, "*");
+    snprintf(fdow, sizeof fdow, "?");
+  }
+  if ((size_t)snprintf(expr, exprlen, "cron(%s %s %s %s %s *)", fmin, fhour,
+                       fdom, fmon, fdow) >= exprlen)
+    return schedule_fail(err, errlen, "crontab: the expression is too long");
+  return 0;
+}
+
+/* The zone's offsets from ref through the following year, as segments:
+ * starts[i] is the first instant of offsets[i]. Hourly samples find each
+ * change; a bisection then finds its second. Returns the count. */
+static size_t offset_segments(const char *zone, int64_t ref, int64_t *starts,
+                              int32_t *offsets, size_t max, char *err,
+                              size_t errlen)
+{
+  enum { SAMPLES = 366 * 24 + 1 };
+  static int64_t when[SAMPLES];
+  static int32_t off[SAMPLES];
+  size_t i, count = 0;
+
+  for (i = 0; i < SAMPLES; i++)
+    when[i] = ref + (int64_t)i * 3600;
+  if (schedule_zone_offsets(zone, when, off, SAMPLES, err, errlen) < 0)
+    return 0;
+
+  starts[count] = ref;
+  offsets[count++] = off[0];
+  for (i = 1; i < SAMPLES && count < max; i++) {
+    int64_t lo = when[i - 1], hi = when[i];
+    int32_t o;
+
+    if (off[i] == off[i - 1])
+      continue;
+    while (hi - lo > 1) {
+      int64_t mid = lo + (hi - lo) / 2;
+
+      if (schedule_zone_offsets(zone, &mid, &o, 1, err, errlen) < 0)
+        return 0;
+      if (o == off[i - 1])
+        lo = mid;
+      else
+        hi = mid;
+    }
+    starts[count] = hi;
+    offsets[count++] = off[i];
+  }
+  return count;
+}
+
+int crontab_convert(const char *line, const char *zone, int64_t ref,
+                    crontab_rule *out, char *err, size_t errlen)
+{
+  cron_line parsed;
+  int64_t starts[16];
+  int32_t offsets[16];
+  size_t segments = 1, i;
+  char alt[CRONTAB_EXPR_MAX], why[SCHEDULE_ERR_MAX];
+
+  out->expr[0] = '\0';
+  out->warning[0] = '\0';
+  if (parse_line(line, &parsed, err, errlen) < 0)
+    return -1;
+
+  offsets[0] = 0;
+  if (zone != NULL && strcmp(zone, "UTC") != 0) {
+    segments = offset_segments(zone, ref, starts, offsets, 16, err, errlen);
+    if (segments == 0)
+      return -1;
+  }
+  if (build(&parsed, offsets[0], out->expr, sizeof out->expr, err, errlen) < 0)
+    return -1;
+
+  /* Each other offset of the coming year makes the UTC rule drift. */
+  for (i = 1; i < segments; i++) {
+    char from[SCHEDULE_TIME_MAX], until[SCHEDULE_TIME_MAX];
+    char base[16], now[16], drift_text[48];
+    int32_t drift = offsets[i] - offsets[0];
+    int32_t size = drift < 0 ? -drift : drift;
+
+    if (drift == 0)
+      continue;
+    schedule_offset_format(offsets[0], base, sizeof base);
+    schedule_offset_format(offsets[i], now, sizeof now);
+    schedule_time_format(starts[i], from, sizeof from);
+    if (i + 1 < segments)
+      schedule_time_format(starts[i + 1], until, sizeof until);
+    else
+      snprintf(until, sizeof until, "beyond a year");
+    if (size % 3600 == 0)
+      snprintf(drift_text, sizeof drift_text, "%d hour%s", (int)(size / 3600),
+               size == 3600 ? "" : "s");
+    else
+      snprintf(drift_text, sizeof drift_text, "%d minutes", (int)(size / 60));
+
+    append(out->warning, sizeof out->warning,
+           "%s observes daylight saving: the rule keeps the local times at "
+           "offset %s; from %s to %s (offset %s) it fires %s %s in local "
+           "time",
+           zone, base, from, until, now, drift_text,
+           drift > 0 ? "later" : "earlier");
+    if (build(&parsed, offsets[i], alt, sizeof alt, why, sizeof why) == 0)
+      append(out->warning, sizeof out->warning, "; %s keeps them then\n", alt);
+    else
+      append(out->warning, sizeof out->warning, "; at that offset: %s\n", why);
+  }
+  return 0;
+}
