@@ -631,6 +631,14 @@ out:
   return rc;
 }
 
+char *sigv4_uri_encode(const char *s, size_t n, int keep_slash)
+{
+  sbuf b = {0};
+
+  put_encoded(&b, s, n, keep_slash);
+  return sbuf_take(&b);
+}
+
 void sigv4_signature_free(sigv4_signature *sig)
 {
   free(sig->canonical_request);

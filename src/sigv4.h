@@ -73,4 +73,10 @@ void sigv4_signature_free(sigv4_signature *sig);
  * (17 bytes). */
 void sigv4_format_time(int64_t time_s, char buf[17]);
 
+/* s[0..n) URI-encoded the SigV4 way (unreserved characters kept, every
+ * other byte as %XX in upper case, '/' kept when keep_slash), as a new
+ * NUL-terminated string the caller frees; NULL when out of memory. Also
+ * right for a query parameter sent with the request. */
+char *sigv4_uri_encode(const char *s, size_t n, int keep_slash);
+
 #endif

@@ -1,0 +1,103 @@
+/* secrets_file.c: secrets from a local JSON file (JOBHOST_SECRETS_FILE),
+ * for work on a laptop or in tests: {"id": value, ...}. A string value is
+ * the secret as it is; an object or array is the secret's JSON text, as
+ * Secrets Manager would hold an RDS secret. The file is read at every
+ * fetch, so editing it and refreshing is a rotation. It has no AWSPENDING
+ * stage. */
+#include "secrets_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_FILE ((long)16 << 20)
+
+/* Reads path whole into a NUL-terminated buffer. NULL on failure, with
+ * errno set (EFBIG when over MAX_FILE). */
+static char *slurp(const char *path, size_t *len)
+{
+  FILE *f = fopen(path, "rb");
+  char *buf = NULL;
+  long size;
+
+  if (!f)
+    return NULL;
+  if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 ||
+      fseek(f, 0, SEEK_SET) != 0)
+    goto out;
+  if (size > MAX_FILE) {
+    errno = EFBIG;
+    goto out;
+  }
+  buf = malloc((size_t)size + 1);
+  if (!buf)
+    goto out;
+  *len = fread(buf, 1, (size_t)size, f);
+  buf[*len] = '\0';
+
+out:
+  fclose(f);
+  return buf;
+}
+
+int secrets_file_fetch(const secrets_query *q, secrets_value *out,
+                       secrets_error *err)
+{
+  const char *path = getenv("JOBHOST_SECRETS_FILE");
+  char *text = NULL;
+  size_t len = 0;
+  sjson_span v;
+  int found, rc = -1;
+
+  memset(out, 0, sizeof *out);
+  if (!path || !*path) {
+    secrets_fail(err, "NotConfigured",
+                 "secret %s: JOBHOST_SECRETS_FILE is not set", q->id);
+    return -1;
+  }
+  if (strcmp(q->stage, "AWSCURRENT") != 0) {
+    secrets_fail(err, "ResourceNotFoundException",
+                 "secret %s: the secrets file holds no %s version", q->id,
+                 q->stage);
+    return -1;
+  }
+  text = slurp(path, &len);
+  if (!text) {
+    secrets_fail(err, "FileError", "secret %s: cannot read %s: %s", q->id,
+                 path, strerror(errno));
+    return -1;
+  }
+
+  found = sjson_member(text, len, q->id, &v);
+  if (found < 0) {
+    secrets_fail(err, "FileError",
+                 "secret %s: %s is not a JSON object", q->id, path);
+    goto out;
+  }
+  if (!found) {
+    secrets_fail(err, "ResourceNotFoundException",
+                 "secret %s: not in %s", q->id, path);
+    goto out;
+  }
+  if (v.kind == SJSON_STRING) {
+    out->data = sjson_string(&v, &out->len);
+  } else {
+    out->data = malloc(v.len + 1);
+    if (out->data) {
+      memcpy(out->data, v.p, v.len);
+      out->data[v.len] = '\0';
+      out->len = v.len;
+    }
+  }
+  if (!out->data) {
+    secrets_fail(err, "OutOfMemory", "secret %s: out of memory", q->id);
+    goto out;
+  }
+  rc = 0;
+
+out:
+  explicit_bzero(text, len);
+  free(text);
+  return rc;
+}
