@@ -8,6 +8,7 @@
 #include "secrets.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,21 +125,6 @@ void secrets_cache_clear(void)
   pthread_mutex_unlock(&secrets_lock);
 }
 
-static long cache_ttl_s(void)
-{
-  const char *s = getenv("JOBHOST_SECRETS_TTL");
-  char *end;
-  long ttl;
-
-  if (!s || !*s)
-    return DEFAULT_TTL_S;
-  errno = 0;
-  ttl = strtol(s, &end, 10);
-  if (errno || *end || ttl < 0)
-    return DEFAULT_TTL_S;
-  return ttl;
-}
-
 /* The configured provider. Returns 0, or -1 with err for a bad name. */
 static int choose_provider(const char *id, provider *p, secrets_error *err)
 {
@@ -187,7 +173,8 @@ int secrets_get(const char *id, secrets_mode mode, int64_t deadline_ms,
                                                  : "AWSCURRENT",
                      deadline_ms};
   int64_t now_us, started_us;
-  long ttl = cache_ttl_s();
+  long ttl = secrets_env_long("JOBHOST_SECRETS_TTL", 0, LONG_MAX,
+                              DEFAULT_TTL_S);
   const cache_entry *hit;
   provider p;
   int rc = -1;

@@ -337,11 +337,7 @@ int secrets_aws_fetch(http_client *http, const secrets_query *q,
       }
     }
     http_response_free(&resp);
-    if (!retry || secrets_retry_wait(attempt, q->deadline_ms))
+    if (!retry || secrets_retry_wait(q->id, err, attempt, q->deadline_ms))
       return -1;
-    log_emit(LOG_WARN, "secret fetch retried",
-             (log_field[]){LOG_S("secret", q->id), LOG_S("error", err->type),
-                           LOG_I("attempt", attempt + 1)},
-             3);
   }
 }

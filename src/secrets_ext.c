@@ -7,31 +7,14 @@
  * calls are cheap; our cache still spares the round trip. */
 #include "secrets_internal.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
 #include "sigv4.h"
 
 #define DEFAULT_PORT 2773
 #define ATTEMPT_CAP_MS 5000L
-
-static long extension_port(void)
-{
-  const char *s = getenv("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT");
-  char *end;
-  long port;
-
-  if (!s || !*s)
-    return DEFAULT_PORT;
-  errno = 0;
-  port = strtol(s, &end, 10);
-  if (errno || *end || port < 1 || port > 65535)
-    return -1;
-  return port;
-}
 
 /* The request URL for q into url (cap bytes). Returns 0 or -1. */
 static int extension_url(const secrets_query *q, long port, char *url,
@@ -56,7 +39,8 @@ int secrets_ext_fetch(http_client *http, const secrets_query *q,
                       secrets_value *out, secrets_error *err)
 {
   const char *token = getenv("AWS_SESSION_TOKEN");
-  long port = extension_port();
+  long port = secrets_env_long("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
+                               1, 65535, DEFAULT_PORT);
   char url[8192];
   http_header headers[1];
   http_request req;
@@ -68,9 +52,9 @@ int secrets_ext_fetch(http_client *http, const secrets_query *q,
                  "secret %s: the extension needs AWS_SESSION_TOKEN", q->id);
     return -1;
   }
-  if (port < 0 || extension_url(q, port, url, sizeof url)) {
-    secrets_fail(err, "NotConfigured",
-                 "secret %s: bad extension port or id too long", q->id);
+  if (extension_url(q, port, url, sizeof url)) {
+    secrets_fail(err, "InvalidParameterException",
+                 "secret %s: the id is too long", q->id);
     return -1;
   }
   headers[0] = (http_header){"X-Aws-Parameters-Secrets-Token", token};
@@ -107,11 +91,7 @@ int secrets_ext_fetch(http_client *http, const secrets_query *q,
       secrets_fail(err, "HttpError", "secret %s: extension: %s", q->id,
                    resp.error);
     http_response_free(&resp);
-    if (!retry || secrets_retry_wait(attempt, q->deadline_ms))
+    if (!retry || secrets_retry_wait(q->id, err, attempt, q->deadline_ms))
       return -1;
-    log_emit(LOG_WARN, "secret fetch retried",
-             (log_field[]){LOG_S("secret", q->id), LOG_S("error", err->type),
-                           LOG_I("attempt", attempt + 1)},
-             3);
   }
 }

@@ -17,6 +17,7 @@
 #include <openssl/rand.h>
 
 #include "clock.h"
+#include "log.h"
 
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_CAP_MS 20000
@@ -205,31 +206,33 @@ int secrets_answer_error(const char *id, const http_response *resp,
   return retry;
 }
 
-static int max_attempts(void)
+long secrets_env_long(const char *name, long min, long max, long fallback)
 {
-  const char *s = getenv("AWS_MAX_ATTEMPTS");
+  const char *s = getenv(name);
   char *end;
   long n;
 
   if (!s || !*s)
-    return DEFAULT_MAX_ATTEMPTS;
+    return fallback;
   errno = 0;
   n = strtol(s, &end, 10);
-  if (errno || *end || n < 1 || n > 100)
-    return DEFAULT_MAX_ATTEMPTS;
-  return (int)n;
+  if (errno || *end || n < min || n > max)
+    return fallback;
+  return n;
 }
 
-int secrets_retry_wait(int retry, int64_t deadline_ms)
+int secrets_retry_wait(const char *id, const secrets_error *err,
+                       int attempt, int64_t deadline_ms)
 {
   int64_t ceiling = BACKOFF_BASE_MS, wait_ms;
   uint32_t r = 0;
   struct timespec ts;
   int i;
 
-  if (retry >= max_attempts())
+  if (attempt >= secrets_env_long("AWS_MAX_ATTEMPTS", 1, 100,
+                                  DEFAULT_MAX_ATTEMPTS))
     return -1;
-  for (i = 1; i < retry && ceiling < BACKOFF_CAP_MS; i++)
+  for (i = 1; i < attempt && ceiling < BACKOFF_CAP_MS; i++)
     ceiling *= 2;
   if (ceiling > BACKOFF_CAP_MS)
     ceiling = BACKOFF_CAP_MS;
@@ -243,6 +246,11 @@ int secrets_retry_wait(int retry, int64_t deadline_ms)
   if (deadline_ms &&
       clock_now_ms() + wait_ms + DEADLINE_MARGIN_MS >= deadline_ms)
     return -1;
+  log_emit(LOG_WARN, "secret fetch retried",
+           (log_field[]){LOG_S("secret", id), LOG_S("error", err->type),
+                         LOG_I("attempt", attempt + 1),
+                         LOG_I("delay_ms", wait_ms)},
+           4);
   ts.tv_sec = (time_t)(wait_ms / 1000);
   ts.tv_nsec = (long)(wait_ms % 1000) * 1000000L;
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR)

@@ -45,11 +45,17 @@ int secrets_parse_answer(const char *id, const char *body, size_t len,
 int secrets_answer_error(const char *id, const http_response *resp,
                          secrets_error *err);
 
-/* Waits before retry number `retry` (1 for the first) of a failed call:
- * exponential backoff with full jitter. Returns 0 after waiting, or -1
- * without waiting when no attempt is left (AWS_MAX_ATTEMPTS, default 5)
- * or the wait would pass the deadline. */
-int secrets_retry_wait(int retry, int64_t deadline_ms);
+/* Waits before trying again after failed attempt number `attempt` (1
+ * for the first): exponential backoff with full jitter, logged with err's
+ * type. Returns 0 after waiting, or -1 without waiting when no attempt is
+ * left (AWS_MAX_ATTEMPTS, default 5) or the wait would pass the
+ * deadline. */
+int secrets_retry_wait(const char *id, const secrets_error *err,
+                       int attempt, int64_t deadline_ms);
+
+/* The integer in environment variable name when it lies in min..max,
+ * else fallback. */
+long secrets_env_long(const char *name, long min, long max, long fallback);
 
 /* How long one HTTP exchange may take: the time left before the deadline
  * (less a margin), at most `cap_ms`; 0 when the deadline has passed. */
