@@ -1,0 +1,198 @@
+/* db_types.c: values between PostgreSQL's text format and Lua. Results
+ * arrive as text (the binding never asks for binary results), so each
+ * column is parsed by its type OID; integers go through strtoll so that
+ * every int8 stays exact, never through a double. Parameters go out as
+ * text with type OID 0 and the server infers their types. */
+#include "db_types.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "json.h"
+
+/* Type OIDs from PostgreSQL's pg_type.dat; stable across versions. */
+#define OID_BOOL 16
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_INT2 21
+#define OID_INT4 23
+#define OID_OID 26
+#define OID_FLOAT4 700
+#define OID_FLOAT8 701
+
+static int hex_value(int ch)
+{
+  if (ch >= '0' && ch <= '9')
+    return ch - '0';
+  if (ch >= 'a' && ch <= 'f')
+    return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F')
+    return ch - 'A' + 10;
+  return -1;
+}
+
+static int is_octal(char ch)
+{
+  return ch >= '0' && ch <= '7';
+}
+
+/* Decodes bytea text: the hex format ("\x0a0b", the default since
+ * PostgreSQL 9.0) or, when a session set bytea_output=escape, the escape
+ * format ("\\" and "\ooo"). */
+static void push_bytea(lua_State *L, const char *s, size_t len)
+{
+  luaL_Buffer b;
+  size_t i;
+
+  if (len >= 2 && s[0] == '\\' && s[1] == 'x') {
+    char *out = luaL_buffinitsize(L, &b, (len - 2) / 2);
+    size_t n = 0;
+
+    for (i = 2; i + 1 < len; i += 2) {
+      int hi = hex_value((unsigned char)s[i]);
+      int lo = hex_value((unsigned char)s[i + 1]);
+
+      if (hi < 0 || lo < 0)
+        break;
+      out[n++] = (char)(hi << 4 | lo);
+    }
+    luaL_pushresultsize(&b, n);
+    return;
+  }
+
+  luaL_buffinit(L, &b);
+  for (i = 0; i < len; i++) {
+    if (s[i] == '\\' && i + 1 < len && s[i + 1] == '\\') {
+      luaL_addchar(&b, '\\');
+      i++;
+    } else if (s[i] == '\\' && i + 3 < len && is_octal(s[i + 1]) &&
+               is_octal(s[i + 2]) && is_octal(s[i + 3])) {
+      int v = (s[i + 1] - '0') << 6 | (s[i + 2] - '0') << 3 | (s[i + 3] - '0');
+
+      luaL_addchar(&b, (char)v);
+      i += 3;
+    } else {
+      luaL_addchar(&b, s[i]);
+    }
+  }
+  luaL_pushresult(&b);
+}
+
+void db_push_value(lua_State *L, const PGresult *res, int row, int col,
+                   Oid type)
+{
+  const char *s;
+  size_t len;
+
+  if (PQgetisnull(res, row, col)) {
+    json_push_null(L);
+    return;
+  }
+  s = PQgetvalue(res, row, col);
+  len = (size_t)PQgetlength(res, row, col);
+
+  switch (type) {
+  case OID_BOOL:
+    lua_pushboolean(L, s[0] == 't');
+    return;
+  case OID_INT2:
+  case OID_INT4:
+  case OID_INT8:
+  case OID_OID: {
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno == 0 && end != s && *end == '\0') {
+      lua_pushinteger(L, (lua_Integer)v);
+      return;
+    }
+    break; /* cannot happen for these types; the text is still right */
+  }
+  case OID_FLOAT4:
+  case OID_FLOAT8: {
+    char *end;
+    double v = strtod(s, &end); /* reads NaN, Infinity, -Infinity too */
+
+    if (end != s && *end == '\0') {
+      lua_pushnumber(L, (lua_Number)v);
+      return;
+    }
+    break;
+  }
+  case OID_BYTEA:
+    push_bytea(L, s, len);
+    return;
+  default:
+    break;
+  }
+  lua_pushlstring(L, s, len);
+}
+
+/* The shortest of %.15g, %.16g, %.17g that reads back as d. */
+static void format_float(double d, char *buf, size_t size)
+{
+  int prec;
+
+  if (isnan(d)) {
+    snprintf(buf, size, "NaN");
+    return;
+  }
+  if (isinf(d)) {
+    snprintf(buf, size, "%s", d > 0 ? "Infinity" : "-Infinity");
+    return;
+  }
+  for (prec = 15; prec <= 17; prec++) {
+    snprintf(buf, size, "%.*g", prec, d);
+    if (strtod(buf, NULL) == d)
+      return;
+  }
+}
+
+const char *db_push_param(lua_State *L, int idx, int number)
+{
+  char buf[64];
+
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    lua_pushnil(L);
+    return NULL;
+  case LUA_TBOOLEAN:
+    lua_pushstring(L, lua_toboolean(L, idx) ? "t" : "f");
+    break;
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx))
+      snprintf(buf, sizeof buf, "%lld", (long long)lua_tointeger(L, idx));
+    else
+      format_float((double)lua_tonumber(L, idx), buf, sizeof buf);
+    lua_pushstring(L, buf);
+    break;
+  case LUA_TSTRING: {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+
+    if (strlen(s) != len)
+      luaL_error(L, "parameter $%d: a string holding a NUL byte cannot be "
+                    "sent as text (bytea wants decode(hex, 'hex'))",
+                 number);
+    lua_pushvalue(L, idx);
+    break;
+  }
+  case LUA_TLIGHTUSERDATA:
+    if (json_is_null(L, idx)) {
+      lua_pushnil(L);
+      return NULL;
+    }
+    /* fall through */
+  default:
+    luaL_error(L, "parameter $%d: cannot bind a %s value", number,
+               luaL_typename(L, idx));
+  }
+  return lua_tostring(L, -1);
+}
