@@ -416,23 +416,27 @@ check:
 static void set_param(lua_State *L, int params, const char *key)
 {
   if (lua_getfield(L, params, key) == LUA_TNIL) {
+    const char *names[64];
+    size_t n = 0, i, j;
     luaL_Buffer b;
-    lua_Integer i = 0, n;
-    lua_newtable(L);
+
+    /* The message lists the job's params, sorted. */
     lua_pushnil(L);
     while (lua_next(L, params)) {
       lua_pop(L, 1);
-      if (lua_type(L, -1) == LUA_TSTRING) {
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, -3, ++i);
-      }
+      if (lua_type(L, -1) == LUA_TSTRING && n < 64)
+        names[n++] = lua_tostring(L, -1);
     }
-    n = i;
+    for (i = 1; i < n; i++)
+      for (j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+        const char *t = names[j];
+        names[j] = names[j - 1];
+        names[j - 1] = t;
+      }
     luaL_buffinit(L, &b);
-    for (i = 1; i <= n; i++) {
-      lua_rawgeti(L, -2, i);
-      luaL_addstring(&b, i > 1 ? ", " : "");
-      luaL_addvalue(&b);
+    for (i = 0; i < n; i++) {
+      luaL_addstring(&b, i ? ", " : "");
+      luaL_addstring(&b, names[i]);
     }
     luaL_pushresult(&b);
     luaL_error(L, "unknown param \"%s\" (the job's params: %s)", key,
@@ -507,10 +511,12 @@ static int protected_run(lua_State *L)
     }
   }
   lua_pop(L, 1);
-  if (event && lua_getfield(L, event, "params") != LUA_TNIL)
-    merge_params(L, params, "the event's params");
-  else
-    lua_pop(L, 1);
+  if (event) {
+    if (lua_getfield(L, event, "params") != LUA_TNIL)
+      merge_params(L, params, "the event's params");
+    else
+      lua_pop(L, 1);
+  }
   if (req->params_json) {
     json_decode(L, req->params_json, strlen(req->params_json));
     merge_params(L, params, "params");
