@@ -18,6 +18,7 @@
 #include "db.h"
 #include "host.h"
 #include "json.h"
+#include "redact.h"
 #include "log.h"
 #include "schedule.h"
 #include "secrets.h"
@@ -659,6 +660,23 @@ static size_t env_memory_limit(void)
   return (size_t)JOB_DEFAULT_MEMORY_MB * 1024 * 1024;
 }
 
+/* Replaces *text by its redacted copy when it holds a secret's value. */
+static void scrub(char **text, size_t *len)
+{
+  size_t n;
+  char *clean;
+
+  if (!*text || !redact_active())
+    return;
+  clean = redact_copy(*text, len ? *len : strlen(*text), &n);
+  if (!clean)
+    return;
+  free(*text);
+  *text = clean;
+  if (len)
+    *len = n;
+}
+
 int job_run(const job_request *req, job_outcome *out)
 {
   host_options o = {0};
@@ -722,6 +740,9 @@ close:
   host_close(L);
 
 done:
+  scrub(&out->result, &out->result_len);
+  scrub(&out->error_message, NULL);
+  scrub(&out->stack_trace, NULL);
   out->duration_us = clock_mono_us() - started;
   if (out->ok) {
     log_emit(LOG_INFO, "run finished",

@@ -21,6 +21,7 @@
 
 #include "clock.h"
 #include "json.h"
+#include "redact.h"
 
 static FILE *log_out;
 static log_format log_fmt = LOG_TEXT;
@@ -342,6 +343,17 @@ void log_emit(log_level level, const char *msg, const log_field *fields,
   else
     emit_text(&b, ts, level, msg ? msg : "", fields, n);
   line_addc(&b, '\n');
+  if (redact_active()) {
+    size_t clean_len;
+    char *clean = redact_copy(b.p, b.len, &clean_len);
+    if (clean) {
+      fwrite(clean, 1, clean_len, out);
+      fflush(out);
+      free(clean);
+      line_free(&b);
+      return;
+    }
+  }
   fwrite(b.p, 1, b.len, out);
   fflush(out);
   line_free(&b);

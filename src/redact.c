@@ -1,0 +1,109 @@
+/* redact.c: the registry of values never to be shown, and the scrubber
+ * the log sink and job outcomes use. A handful of secrets live in a
+ * process, so a list and memmem are enough; the scan runs only when a
+ * value is registered. */
+#include "redact.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define REDACT_MARK "[redacted]"
+#define REDACT_MAX 256
+
+static struct {
+  char *value;
+  size_t len;
+} known[REDACT_MAX];
+static size_t nknown;
+
+void redact_add(const char *value, size_t len)
+{
+  size_t i;
+  char *copy;
+
+  if (!value || len < REDACT_MIN_LEN || nknown == REDACT_MAX)
+    return;
+  for (i = 0; i < nknown; i++)
+    if (known[i].len == len && memcmp(known[i].value, value, len) == 0)
+      return;
+  copy = malloc(len);
+  if (!copy)
+    return;
+  memcpy(copy, value, len);
+
+  /* Longer values first, so a value that contains another is replaced
+   * whole. */
+  for (i = nknown; i > 0 && known[i - 1].len < len; i--)
+    known[i] = known[i - 1];
+  known[i].value = copy;
+  known[i].len = len;
+  nknown++;
+}
+
+int redact_active(void)
+{
+  return nknown > 0;
+}
+
+/* The first registered value in s[0..len), or -1. */
+static long find_first(const char *s, size_t len, size_t *at)
+{
+  long best = -1;
+  size_t i, best_at = len;
+
+  for (i = 0; i < nknown; i++) {
+    const char *hit = memmem(s, len, known[i].value, known[i].len);
+    if (hit && (size_t)(hit - s) < best_at) {
+      best_at = (size_t)(hit - s);
+      best = (long)i;
+    }
+  }
+  *at = best_at;
+  return best;
+}
+
+char *redact_copy(const char *s, size_t len, size_t *outlen)
+{
+  size_t at, pos = 0, n = 0, cap;
+  long which;
+  char *out;
+
+  if (!nknown || find_first(s, len, &at) < 0)
+    return NULL;
+  cap = len + sizeof REDACT_MARK;
+  out = malloc(cap);
+  if (!out)
+    return NULL;
+  while (pos < len) {
+    which = find_first(s + pos, len - pos, &at);
+    if (which < 0)
+      at = len - pos;
+    if (n + at + sizeof REDACT_MARK + 1 > cap) {
+      char *grown;
+      cap = (n + at + sizeof REDACT_MARK + 1) * 2;
+      grown = realloc(out, cap);
+      if (!grown) {
+        free(out);
+        return NULL;
+      }
+      out = grown;
+    }
+    memcpy(out + n, s + pos, at);
+    n += at;
+    pos += at;
+    if (which >= 0) {
+      memcpy(out + n, REDACT_MARK, sizeof REDACT_MARK - 1);
+      n += sizeof REDACT_MARK - 1;
+      pos += known[which].len;
+    }
+  }
+  out[n] = '\0';
+  *outlen = n;
+  return out;
+}
+
+void redact_clear(void)
+{
+  while (nknown > 0)
+    free(known[--nknown].value);
+}

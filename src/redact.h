@@ -1,0 +1,32 @@
+/* redact.h: the values that must never be shown. The secrets layer
+ * registers each secret value it hands out (the whole value, and the
+ * password-like fields of a JSON secret); the log sink and the run's
+ * outcome (result, error message, stack trace) pass through redact_copy,
+ * so a job that logs or returns a secret by mistake shows "[redacted]"
+ * instead. This is a second line of defence: no path of jobhost's own
+ * puts a secret in a log or an error in the first place. */
+#ifndef JOBHOST_REDACT_H
+#define JOBHOST_REDACT_H
+
+#include <stddef.h>
+
+/* The shortest value registered: shorter ones would blank out ordinary
+ * words. */
+#define REDACT_MIN_LEN 4
+
+/* Registers a value (copied). Values shorter than REDACT_MIN_LEN, and
+ * ones already known, are ignored. Thread-compatible, not thread-safe. */
+void redact_add(const char *value, size_t len);
+
+/* Whether any value is registered. */
+int redact_active(void);
+
+/* Returns a malloc'd copy of s with every registered value replaced by
+ * "[redacted]" and its length in *outlen, or NULL when s holds none (or
+ * memory ran out: then s is returned unchanged by the caller's choice). */
+char *redact_copy(const char *s, size_t len, size_t *outlen);
+
+/* Forgets every value (tests). */
+void redact_clear(void);
+
+#endif

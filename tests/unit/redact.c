@@ -1,0 +1,43 @@
+/* redact.c: the registry of values never shown, and the scrubber. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "redact.h"
+
+static int failures, checks;
+
+static void expect(const char *in, const char *want)
+{
+  size_t n;
+  char *out = redact_copy(in, strlen(in), &n);
+  const char *got = out ? out : in;
+
+  checks++;
+
+  if (strcmp(got, want) != 0 || (out && n != strlen(want))) {
+    printf("FAILED: \"%s\" gave \"%s\", want \"%s\"\n", in, got, want);
+    failures++;
+  }
+  free(out);
+}
+
+int main(void)
+{
+  expect("nothing registered s3cr3t", "nothing registered s3cr3t");
+  redact_add("s3cr3t", 6);
+  redact_add("abc", 3); /* too short: ignored */
+  redact_add("s3cr3t-longer", 13);
+  redact_add("s3cr3t", 6); /* again: ignored */
+  expect("plain text", "plain text");
+  expect("s3cr3t", "[redacted]");
+  expect("pw=s3cr3t;", "pw=[redacted];");
+  expect("a s3cr3t b s3cr3t c", "a [redacted] b [redacted] c");
+  expect("x s3cr3t-longer y", "x [redacted] y");
+  expect("abc abc", "abc abc");
+  expect("s3cr3s3cr3t", "s3cr3[redacted]");
+  redact_clear();
+  expect("s3cr3t", "s3cr3t");
+  printf("%d passed, %d failed\n", checks - failures, failures);
+  return failures ? 1 : 0;
+}
