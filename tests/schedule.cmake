@@ -1,0 +1,35 @@
+# schedule.cmake: one ctest a case of the shared schedule cases
+# (../shared/testdata/cases/schedules.json). schedule.case.N runs the real
+# binary on case N through tests/integration/test_schedule.py --case N and
+# checks the validity and the exact fire times it prints; the unit test
+# unit.schedule_cases checks the same cases against the library. The count
+# of cases is read when CMake configures, and a change to the file
+# configures again.
+if(DEFINED ENV{JOBHOST_SHARED})
+  set(SCHEDULE_SHARED $ENV{JOBHOST_SHARED})
+else()
+  set(SCHEDULE_SHARED ${CMAKE_SOURCE_DIR}/../shared)
+endif()
+set(SCHEDULE_CASES ${SCHEDULE_SHARED}/testdata/cases/schedules.json)
+set(SCHEDULE_SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_schedule.py)
+
+if(EXISTS ${SCHEDULE_CASES})
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
+    ${SCHEDULE_CASES})
+  file(READ ${SCHEDULE_CASES} schedule_json)
+  string(JSON schedule_count LENGTH "${schedule_json}")
+else()
+  set(schedule_count 0)
+endif()
+
+if(schedule_count EQUAL 0)
+  # Not a silent pass: case 0 is checked and fails for want of the file.
+  set(schedule_count 1)
+endif()
+math(EXPR schedule_last "${schedule_count} - 1")
+foreach(i RANGE ${schedule_last})
+  add_test(NAME schedule.case.${i}
+    COMMAND ${PYTHON} ${SCHEDULE_SCRIPT} --case ${i})
+  set_tests_properties(schedule.case.${i} PROPERTIES
+    ENVIRONMENT "${TEST_ENV}" LABELS schedule)
+endforeach()
