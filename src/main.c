@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "cmd_schedule.h"
+#include "lambda.h"
 #include "log.h"
 
 typedef struct {
@@ -20,6 +21,7 @@ static const command commands[] = {
     {"check", cli_check, "compile and validate jobs and their schedules"},
     {"schedule", cmd_schedule, "validate a schedule, print its fire times"},
     {"version", cli_version, "print the version"},
+    {"lambda", lambda_main, "serve as an AWS Lambda custom runtime"},
     {NULL, NULL, NULL}};
 
 static void usage(FILE *out)

@@ -1,0 +1,341 @@
+/* lambda.c: `jobhost lambda`, the AWS Lambda custom runtime. At init it
+ * loads and checks every job, reporting init/error and exiting when one
+ * cannot be loaded; then it loops: take the next invocation from the
+ * Runtime API, route its event to a job, run the job under the
+ * invocation's deadline, post the result or exactly one error.
+ *
+ * What lives across invocations: the Runtime API connection (lambda_api),
+ * the database connections (the db pool, reset by job_run after each run)
+ * and fetched secrets. Each run still gets a fresh Lua state.
+ *
+ * The deadline: a job runs until Lambda-Runtime-Deadline-Ms less a margin
+ * (JOBHOST_DEADLINE_MARGIN_MS, 500 ms by default), so that when time runs
+ * out the host has that margin to cancel the statement, roll back and post
+ * Job.Timeout before Lambda kills the process. */
+#include "lambda.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "db.h"
+#include "host.h"
+#include "job.h"
+#include "lambda_api.h"
+#include "lambda_event.h"
+#include "log.h"
+
+/* The largest response the Runtime API takes, in bytes. */
+#define LAMBDA_RESPONSE_LIMIT ((size_t)6291556)
+#define LAMBDA_DEFAULT_MARGIN_MS 500
+
+typedef struct {
+  lambda_api *api;
+  const char *jobs_dir;
+  char **known;        /* the jobs found at init, sorted */
+  const char *handler; /* _HANDLER, or NULL */
+  int64_t margin_ms;
+} runtime;
+
+/* Raised by SIGTERM (Lambda sends it at shutdown when extensions are
+ * registered, `docker stop` always): abandon the wait for `next`, stop a
+ * running job (through host_interrupt_requested), then exit. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_terminate(int sig)
+{
+  (void)sig;
+  stop_requested = 1;
+  host_interrupt_requested = 1;
+}
+
+static void install_signals(void)
+{
+  struct sigaction sa;
+
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_terminate;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  /* A post to a closed connection must not kill the process. */
+  sa.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* JOBHOST_DEADLINE_MARGIN_MS when it is a number from 0 to 60000, else
+ * the default. */
+static int64_t deadline_margin(void)
+{
+  const char *env = getenv("JOBHOST_DEADLINE_MARGIN_MS");
+  char *end;
+  long ms;
+
+  if (env && *env) {
+    errno = 0;
+    ms = strtol(env, &end, 10);
+    if (!errno && *end == '\0' && ms >= 0 && ms <= 60000)
+      return ms;
+    log_emit(LOG_WARN, "ignoring JOBHOST_DEADLINE_MARGIN_MS",
+             (log_field[]){LOG_S("value", env)}, 1);
+  }
+  return LAMBDA_DEFAULT_MARGIN_MS;
+}
+
+/* Posts the failure in out: to invocation/ID/error, or init/error when
+ * request_id is NULL. */
+static lambda_api_status post_failure(runtime *rt, const char *request_id,
+                                      const job_outcome *out)
+{
+  static const char no_memory[] =
+      "{\"errorType\":\"Runtime.OutOfMemory\",\"errorMessage\":"
+      "\"no memory to encode the error\",\"stackTrace\":[]}";
+  char *body = job_error_json(out);
+  lambda_api_status status;
+
+  if (body)
+    status = lambda_api_fail(rt->api, request_id,
+                             out->error_type ? out->error_type : "Job.Error",
+                             body, strlen(body));
+  else
+    status = lambda_api_fail(rt->api, request_id, "Runtime.OutOfMemory",
+                             no_memory, sizeof no_memory - 1);
+  free(body);
+  return status;
+}
+
+/* ---- init -------------------------------------------------------------- */
+
+/* Appends "; " and text to msg (a buffer of size bytes), cutting with
+ * "..." when full. */
+static void append_message(char *msg, size_t size, const char *text)
+{
+  size_t n = strlen(msg);
+
+  if (n + 4 >= size)
+    return;
+  snprintf(msg + n, size - n, "%s%s", n ? "; " : "", text);
+  if (strlen(msg) == size - 1)
+    memcpy(msg + size - 4, "...", 4);
+}
+
+/* Lists and checks every job. An invalid job fails the whole init: a
+ * function that starts with a broken job would fail each of that job's
+ * scheduled runs later, far from the deploy that broke it; failing at
+ * init makes the deploy itself fail, with the file named. Returns 0, or
+ * -1 with the failure in out (malloc'd strings). */
+static int load_jobs(runtime *rt, job_outcome *out)
+{
+  char msg[4096] = "", err[2048];
+  char **p;
+  int bad = 0, total = 0;
+
+  memset(out, 0, sizeof *out);
+  rt->known = job_list(rt->jobs_dir);
+  if (!rt->known) {
+    snprintf(msg, sizeof msg, "cannot read the jobs folder %s: %s",
+             rt->jobs_dir, strerror(errno));
+    out->error_type = strdup("Job.NotFound");
+    goto fail;
+  }
+  if (!rt->known[0]) {
+    snprintf(msg, sizeof msg, "no jobs in %s (each job is a file NAME.lua)",
+             rt->jobs_dir);
+    out->error_type = strdup("Job.NotFound");
+    goto fail;
+  }
+
+  for (p = rt->known; *p; p++) {
+    total++;
+    if (job_check(rt->jobs_dir, *p, err, sizeof err) == 0)
+      continue;
+    bad++;
+    log_emit(LOG_ERROR, "job cannot be loaded",
+             (log_field[]){LOG_S("job", *p), LOG_S("error", err)}, 2);
+    append_message(msg, sizeof msg, err);
+  }
+  if (bad) {
+    char head[128];
+    snprintf(head, sizeof head, "%d of %d jobs cannot be loaded: ", bad,
+             total);
+    out->error_type = strdup("Job.Invalid");
+    out->error_message = malloc(strlen(head) + strlen(msg) + 1);
+    if (out->error_message) {
+      memcpy(out->error_message, head, strlen(head));
+      memcpy(out->error_message + strlen(head), msg, strlen(msg) + 1);
+    }
+    return -1;
+  }
+  return 0;
+
+fail:
+  out->error_message = strdup(msg);
+  return -1;
+}
+
+/* ---- one invocation ---------------------------------------------------- */
+
+/* Runs the job the event routes to and posts the outcome: exactly one
+ * response or one error per invocation. */
+static lambda_api_status handle(runtime *rt, const lambda_invocation *inv)
+{
+  lambda_route route;
+  job_request req = {0};
+  job_outcome out;
+  lambda_api_status status;
+
+  log_set_request_id(inv->request_id);
+  if (inv->trace_id)
+    setenv("_X_AMZN_TRACE_ID", inv->trace_id, 1);
+  else
+    unsetenv("_X_AMZN_TRACE_ID");
+
+  if (lambda_route_event(inv->body, inv->body_len, rt->handler, rt->known,
+                         &route) != 0) {
+    /* Nothing was run: the outcome is ours, its strings on the stack. */
+    memset(&out, 0, sizeof out);
+    out.error_type = (char *)route.error_type;
+    out.error_message = route.message;
+    log_emit(LOG_ERROR, "invocation failed",
+             (log_field[]){LOG_S("outcome", "failure"),
+                           LOG_S("error_type", route.error_type),
+                           LOG_S("error", route.message)},
+             3);
+    status = post_failure(rt, inv->request_id, &out);
+    goto done;
+  }
+  log_emit(LOG_DEBUG, "invocation routed",
+           (log_field[]){LOG_S("job", route.job), LOG_S("via", route.via)},
+           2);
+
+  req.jobs_dir = rt->jobs_dir;
+  req.name = route.job;
+  req.event_json = inv->body_len ? inv->body : "{}";
+  req.request_id = inv->request_id;
+  if (inv->deadline_ms)
+    req.deadline_ms = inv->deadline_ms - rt->margin_ms;
+
+  if (job_run(&req, &out) != 0) {
+    status = post_failure(rt, inv->request_id, &out);
+  } else if (out.result_len > LAMBDA_RESPONSE_LIMIT) {
+    /* Sending it would only earn a 413 and leave the invocation without
+     * a useful error: say what happened instead. */
+    char msg[256];
+    job_outcome big = {0};
+
+    snprintf(msg, sizeof msg,
+             "the result is %zu bytes, over Lambda's response limit of %zu "
+             "bytes; it was not sent",
+             out.result_len, LAMBDA_RESPONSE_LIMIT);
+    big.error_type = "Job.ResultTooLarge";
+    big.error_message = msg;
+    log_emit(LOG_ERROR, "result too large",
+             (log_field[]){LOG_S("job", route.job),
+                           LOG_I("result_bytes", out.result_len),
+                           LOG_I("limit_bytes", LAMBDA_RESPONSE_LIMIT)},
+             3);
+    status = post_failure(rt, inv->request_id, &big);
+  } else {
+    status = lambda_api_respond(rt->api, inv->request_id, out.result,
+                                out.result_len);
+  }
+  job_outcome_free(&out);
+
+done:
+  log_set_request_id(NULL);
+  return status;
+}
+
+/* ---- the command ------------------------------------------------------- */
+
+int lambda_main(int argc, char **argv)
+{
+  runtime rt = {0};
+  lambda_invocation inv;
+  job_outcome failure = {0};
+  const char *api_host = getenv("AWS_LAMBDA_RUNTIME_API");
+  int64_t started = clock_mono_us();
+  int i, rc = 1;
+
+  log_configure(stdout, LOG_TEXT, LOG_INFO);
+  log_configure_from_env();
+
+  rt.jobs_dir = job_default_dir();
+  for (i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--jobs") == 0 && i + 1 < argc) {
+      rt.jobs_dir = argv[++i];
+    } else {
+      log_emit(strcmp(argv[i], "--help") ? LOG_ERROR : LOG_INFO,
+               "usage: jobhost lambda [--jobs DIR]; serves the Lambda "
+               "Runtime API named by AWS_LAMBDA_RUNTIME_API",
+               NULL, 0);
+      return strcmp(argv[i], "--help") ? 2 : 0;
+    }
+  }
+  if (!api_host || !*api_host) {
+    log_emit(LOG_FATAL, "AWS_LAMBDA_RUNTIME_API is not set", NULL, 0);
+    return 2;
+  }
+
+  install_signals();
+  rt.margin_ms = deadline_margin();
+  rt.handler = getenv("_HANDLER");
+  rt.api = lambda_api_new(api_host, &stop_requested);
+  if (!rt.api) {
+    log_emit(LOG_FATAL, "no memory for the runtime api client", NULL, 0);
+    return 1;
+  }
+
+  if (load_jobs(&rt, &failure) != 0) {
+    log_emit(LOG_FATAL, "init failed",
+             (log_field[]){LOG_S("error_type", failure.error_type),
+                           LOG_S("error", failure.error_message)},
+             2);
+    post_failure(&rt, NULL, &failure);
+    job_outcome_free(&failure);
+    goto out;
+  }
+  if (rt.handler && *rt.handler && !lambda_job_known(rt.known, rt.handler))
+    log_emit(LOG_WARN, "handler names no job: routing by the event",
+             (log_field[]){LOG_S("handler", rt.handler)}, 1);
+  {
+    char names[1024];
+    lambda_join_names(rt.known, names, sizeof names);
+    log_emit(LOG_INFO, "runtime ready",
+             (log_field[]){LOG_S("jobs", names),
+                           LOG_I("init_us", clock_mono_us() - started)},
+             2);
+  }
+
+  for (;;) {
+    lambda_api_status status;
+
+    if (stop_requested) {
+      rc = 0;
+      break;
+    }
+    status = lambda_api_next(rt.api, &inv);
+    if (status == LAMBDA_API_FATAL) {
+      rc = stop_requested ? 0 : 1;
+      break;
+    }
+    if (status == LAMBDA_API_REJECTED)
+      continue;
+
+    status = handle(&rt, &inv);
+    lambda_invocation_free(&inv);
+    if (status == LAMBDA_API_FATAL)
+      break;
+  }
+  if (stop_requested)
+    log_emit(LOG_INFO, "runtime stopping on a signal", NULL, 0);
+
+out:
+  db_pool_close_all();
+  job_list_free(rt.known);
+  lambda_api_free(rt.api);
+  return rc;
+}
