@@ -33,3 +33,15 @@ foreach(i RANGE ${schedule_last})
   set_tests_properties(schedule.case.${i} PROPERTIES
     ENVIRONMENT "${TEST_ENV}" LABELS schedule)
 endforeach()
+
+# The benchmark: 1,000 fire times of each of a dozen expressions.
+# `cmake --build BUILD --target bench-schedule` prints the figures;
+# bench.schedule fails when any takes 10 ms or more.
+add_executable(bench_schedule
+  ${CMAKE_SOURCE_DIR}/bench/schedule/bench_schedule.c)
+target_compile_options(bench_schedule PRIVATE ${JOBHOST_WARNINGS})
+target_link_libraries(bench_schedule PRIVATE jobhost_core)
+add_custom_target(bench-schedule COMMAND bench_schedule DEPENDS bench_schedule
+  COMMENT "Timing 1,000 fire times per schedule expression")
+add_test(NAME bench.schedule COMMAND bench_schedule --check 10)
+set_tests_properties(bench.schedule PROPERTIES LABELS schedule)
