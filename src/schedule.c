@@ -679,9 +679,16 @@ int schedule_parse(const char *expr, schedule *out, char *err, size_t errlen)
         "cron(minutes hours day-of-month month day-of-week year) "
         "or rate(value unit)");
 
-  if (end[-1] != ')')
+  if (end[-1] != ')') {
+    const char *close = memchr(start, ')', len);
+
+    if (close != NULL)
+      return schedule_fail(err, errlen, "%s: unexpected '%.*s' after the "
+                           "closing parenthesis", is_cron ? "cron()" : "rate()",
+                           (int)(end - close - 1), close + 1);
     return schedule_fail(err, errlen, "%s: missing closing parenthesis",
                          is_cron ? "cron()" : "rate()");
+  }
   memcpy(body, start + 5, len - 6);
   body[len - 6] = '\0';
   if (strpbrk(body, "()") != NULL)

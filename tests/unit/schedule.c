@@ -181,7 +181,9 @@ static void test_errors(void)
       {"every day at noon", "not a schedule expression"},
       {"Cron(0 10 * * ? *)", "not a schedule expression"},
       {"cron(0 10 * * ? *", "cron(): missing closing parenthesis"},
-      {"cron(0 10 * * ? *) x", "cron(): missing closing parenthesis"},
+      {"cron(0 10 * * ? *) x", "cron(): unexpected ' x' after the "
+                               "closing parenthesis"},
+      {"rate(5 minutes)s", "rate(): unexpected 's' after the closing"},
       {"rate(5 minutes", "rate(): missing closing parenthesis"},
       {"cron(0 (10) * * ? *)", "cron(): unexpected parenthesis"},
       {"cron()", "needs exactly 6 fields (minutes hours day-of-month month "
