@@ -30,9 +30,13 @@ included), served[id] (answers with a value), and requests, one dict per
 request (id, stage, region of the credential scope, signed headers,
 whether the signature matched, the status sent).
 
+With tls=(certfile, keyfile) it serves HTTPS instead, for the tests that
+TLS is verified.
+
 Standalone: /usr/bin/python3 fake_secretsmanager.py [--port N]
-[--port-file F] [--access-key K --secret-key S [--token T]] serves until
-killed, with the admin endpoint for scripting.
+[--port-file F] [--access-key K --secret-key S [--token T]]
+[--tls-cert PEM --tls-key PEM] serves until killed, with the admin
+endpoint for scripting.
 """
 import argparse
 import base64
@@ -41,6 +45,7 @@ import email.utils
 import http.server
 import json
 import re
+import ssl
 import threading
 import time
 import urllib.parse
@@ -86,7 +91,9 @@ class FakeSecretsManager:
     start() and stop()."""
 
     def __init__(self, access_key="AKIDFAKE", secret_key="fake-secret-key",
-                 token=None, port=0):
+                 token=None, port=0, tls=None):
+        """tls: None for plain HTTP, or (certfile, keyfile) to serve
+        HTTPS with that certificate."""
         self.credentials = {access_key: (secret_key, token)}
         self.access_key = access_key
         self.secret_key = secret_key
@@ -98,12 +105,18 @@ class FakeSecretsManager:
         self.served = {}
         self.requests = []
         self.clock_offset_s = 0
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port),
-                                                      _Handler)
+        self.server = _Server(("127.0.0.1", port), _Handler)
         self.server.daemon_threads = True
         self.server.fake = self
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "http"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket,
+                                                     server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.thread = None
 
     # -- life -------------------------------------------------------------
@@ -358,6 +371,12 @@ def _error(status, type_, message):
                                    "message": message}).encode()
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        """Quiet: a client that refuses the certificate is expected in
+        the TLS tests, and the test output must stay clean."""
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -418,9 +437,12 @@ def main():
     ap.add_argument("--access-key", default="AKIDFAKE")
     ap.add_argument("--secret-key", default="fake-secret-key")
     ap.add_argument("--token")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this PEM cert")
+    ap.add_argument("--tls-key", help="and this PEM key")
     args = ap.parse_args()
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
     fake = FakeSecretsManager(args.access_key, args.secret_key, args.token,
-                              args.port)
+                              args.port, tls)
     if args.port_file:
         with open(args.port_file, "w") as f:
             f.write(str(fake.port))

@@ -440,6 +440,50 @@ return {
             time.sleep(0.1)
 
 
+class TlsTest(SecretsCase):
+    """The fake serves HTTPS with a certificate made here: trusted through
+    JOBHOST_CA_FILE it works; untrusted, or for another name, it is
+    refused."""
+
+    def setUp(self):
+        super().setUp()
+        self.fake.stop()
+        self.cert = self.make_cert("127.0.0.1", "IP:127.0.0.1")
+        self.other = self.make_cert("elsewhere", "DNS:elsewhere.example")
+        self.fake = fake_secretsmanager.FakeSecretsManager(
+            ACCESS_KEY, SECRET_KEY, TOKEN, tls=self.cert).start()
+        self.addCleanup(self.fake.stop)
+        self.put("app/tls", "t-" + pysecrets.token_hex(8))
+
+    def make_cert(self, name, san):
+        cert = os.path.join(self.tmp, name + ".crt")
+        key = os.path.join(self.tmp, name + ".key")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+             "-keyout", key, "-out", cert, "-days", "1", "-subj",
+             "/CN=" + name, "-addext", "subjectAltName=" + san],
+            check=True, capture_output=True)
+        return cert, key
+
+    JOB = """
+return { run = function(ctx) return #ctx.secret("app/tls") end }"""
+
+    def test_trusted_certificate(self):
+        self.assertTrue(self.fake.url.startswith("https://"))
+        _, body, _ = self.run_secret_job(
+            "tls", self.JOB, env=self.sm_env(JOBHOST_CA_FILE=self.cert[0]))
+        self.assertEqual(body, 18)
+
+    def test_untrusted_certificate_is_refused(self):
+        for ca in (None, self.other[0]):
+            env = self.sm_env(**({"JOBHOST_CA_FILE": ca} if ca else {}))
+            _, body, _ = self.run_secret_job("tls_bad", self.JOB, env=env,
+                                             expect_ok=False)
+            self.assertEqual(body["errorType"], "Secrets.HttpError")
+            self.assertIn("app/tls", body["errorMessage"])
+        self.assertEqual(self.fake.calls, {})
+
+
 class ProviderTest(SecretsCase):
     def test_file_provider(self):
         password = new_password()
