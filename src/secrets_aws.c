@@ -3,8 +3,9 @@
  * environment's credentials. The region and partition come from the id
  * when it is an ARN; the endpoint may be overridden by the standard
  * AWS_ENDPOINT_URL_SECRETS_MANAGER / AWS_ENDPOINT_URL. Each retry is
- * signed anew; a "Signature expired" answer corrects the clock once from
- * the answer's Date, and the correction is kept for later calls. */
+ * signed anew; a "Signature expired" (or "not yet current") answer
+ * corrects the clock once from the answer's Date, and the correction is
+ * kept for later calls. */
 #include "secrets_internal.h"
 
 #include <stdio.h>
@@ -186,6 +187,7 @@ static int64_t answer_date_ms(const http_response *resp)
 static int is_clock_error(const secrets_error *err)
 {
   return strstr(err->message, "Signature expired") != NULL ||
+         strstr(err->message, "Signature not yet current") != NULL ||
          strcmp(err->type, "Secrets.RequestTimeTooSkewed") == 0 ||
          strcmp(err->type, "Secrets.RequestExpired") == 0;
 }
@@ -218,7 +220,9 @@ static int request_body(const secrets_query *q, char *buf, size_t cap,
   return put_text(buf, cap, len, "}");
 }
 
-/* One signed POST. Returns http_perform's result. */
+/* One signed POST. Returns 0 when an answer came, -1 when none did (worth
+ * another try), -2 when the request could not be signed (final); err is
+ * filled for the last two. */
 static int send_signed(http_client *http, const target *t,
                        const sigv4_credentials *cred, const char *body,
                        size_t body_len, int64_t deadline_ms,
@@ -237,10 +241,10 @@ static int send_signed(http_client *http, const target *t,
   size_t n = 0;
   int rc;
 
+  memset(resp, 0, sizeof *resp);
   if (sigv4_sign(&sreq, cred, &sig)) {
-    memset(resp, 0, sizeof *resp);
     secrets_fail(err, "SigningFailed", "secret %s: cannot sign", id);
-    return -1;
+    return -2;
   }
   headers[n++] = (http_header){"Host", t->host};
   headers[n++] = (http_header){"Content-Type", CONTENT_TYPE};
@@ -300,7 +304,7 @@ int secrets_aws_fetch(http_client *http, const secrets_query *q,
 
   for (;;) {
     http_response resp;
-    int retry;
+    int retry, sent;
 
     attempt++;
     if (secrets_attempt_timeout_ms(q->deadline_ms, 1) == 0) {
@@ -309,9 +313,11 @@ int secrets_aws_fetch(http_client *http, const secrets_query *q,
                    "(%d attempts)", q->id, attempt - 1);
       return -1;
     }
-    if (send_signed(http, &t, &cred, body, len, q->deadline_ms, &resp, err,
-                    q->id) == 0 &&
-        resp.status == 200) {
+    sent = send_signed(http, &t, &cred, body, len, q->deadline_ms, &resp,
+                       err, q->id);
+    if (sent == -2)
+      return -1;
+    if (sent == 0 && resp.status == 200) {
       int rc = secrets_parse_answer(q->id, resp.body, resp.body_len, out,
                                     err);
 

@@ -221,7 +221,8 @@ class FakeSecretsManager:
                            "Credential scope date differs from X-Amz-Date"),
                     region, signed)
         if abs(sent - self.now()) > MAX_SKEW_S:
-            return (self.expired_answer(amz_date), region, signed)
+            return (self.expired_answer(amz_date, sent > self.now()),
+                    region, signed)
 
         # botocore signs every header it is given, so give it exactly the
         # ones the client listed.
@@ -249,9 +250,16 @@ class FakeSecretsManager:
                     signed)
         return None, region, signed
 
-    def expired_answer(self, amz_date):
+    def expired_answer(self, amz_date, future=False):
+        """The answer AWS gives a request dated too far from its clock."""
         now = datetime.datetime.fromtimestamp(self.now(),
                                               datetime.timezone.utc)
+        if future:
+            limit = now + datetime.timedelta(seconds=MAX_SKEW_S)
+            return _error(400, "InvalidSignatureException",
+                          f"Signature not yet current: {amz_date} is still "
+                          f"later than {limit:%Y%m%dT%H%M%SZ} "
+                          f"({now:%Y%m%dT%H%M%SZ} + 5 min.)")
         limit = now - datetime.timedelta(seconds=MAX_SKEW_S)
         return _error(400, "InvalidSignatureException",
                       f"Signature expired: {amz_date} is now earlier than "

@@ -213,15 +213,28 @@ return { run = function(ctx) return ctx.secret(%s) end }
 
     def test_clock_skew_corrected_once_from_the_answer_date(self):
         self.put("app/skew", "s-" + pysecrets.token_hex(8))
-        self.fake.clock_offset_s = 1200
-        _, body, stderr = self.run_secret_job("skew", """
+        for offset in (1200, -1200):
+            self.fake.clock_offset_s = offset
+            self.fake.reset_counts()
+            _, body, stderr = self.run_secret_job("skew", """
 return { run = function(ctx)
   return { a = #ctx.secret("app/skew"), b = #ctx.secret("app/skew") }
 end }""", env=self.sm_env(JOBHOST_SECRETS_TTL=0))
-        self.assertEqual(body, {"a": 18, "b": 18})
-        statuses = [r["status"] for r in self.fake.requests]
-        self.assertEqual(statuses, [400, 200, 200])
-        self.assertIn("clock skew corrected", stderr)
+            self.assertEqual(body, {"a": 18, "b": 18})
+            # One refusal, then the corrected clock serves both lookups.
+            statuses = [r["status"] for r in self.fake.requests]
+            self.assertEqual(statuses, [400, 200, 200])
+            self.assertEqual(stderr.count("clock skew corrected"), 1)
+
+    def test_clock_skew_is_corrected_only_once(self):
+        self.put("app/skew", "s-" + pysecrets.token_hex(8))
+        self.fake.script("app/skew", ["expired", "expired"])
+        _, body, _ = self.run_secret_job("skew2", """
+return { run = function(ctx) return #ctx.secret("app/skew") end }""",
+                                         expect_ok=False)
+        self.assertEqual(body["errorType"], "Secrets.InvalidSignatureException")
+        self.assertIn("Signature expired", body["errorMessage"])
+        self.assertEqual(self.fake.calls, {"app/skew": 2})
 
 
 class RetryTest(SecretsCase):
