@@ -1,0 +1,537 @@
+-- repl: the Lua side of `jobhost repl` (src/repl.c reads the input, runs
+-- it and writes what this module formats).
+--
+--   repl.show(n, ...)        the text shown for the n values of an input
+--   repl.rows(result)        a query result as an aligned table, as psql
+--                            prints one
+--   repl.promote_local(code) `local x = ...` at the start of an input
+--                            becomes `x = ...`, so the value lives on
+--   repl.error_text(err)     an error and its traceback, for the terminal
+--   repl.jobs_table(dir)     a table that loads jobs/NAME.lua on first use
+--   repl.reload()            forgets loaded jobs and modules
+--
+-- A query result is shown as a table: NULL as "∅" (an empty string as
+-- nothing), at most M.row_limit rows and M.cell_width characters a cell.
+-- Other values are shown as JSON-like text: strings quoted, tables with
+-- their keys sorted (a row keeps its column order), nested tables on
+-- lines of their own when they do not fit on one. A key that names a
+-- password, secret or token has its value shown as "***", so a secret
+-- printed by mistake stays off the screen.
+local json = require "json"
+
+local M = {}
+
+M.row_limit = 100
+M.cell_width = 60
+M.null_text = "∅"
+
+-- How deep and how wide a nested table is shown before "…".
+local MAX_DEPTH <const> = 8
+local MAX_ITEMS <const> = 100
+-- A table whose one-line form is longer than this is split over lines.
+local LINE_WIDTH <const> = 76
+
+local KEYWORDS <const> = {
+  ["and"] = true, ["break"] = true, ["do"] = true, ["else"] = true,
+  ["elseif"] = true, ["end"] = true, ["false"] = true, ["for"] = true,
+  ["function"] = true, ["goto"] = true, ["if"] = true, ["in"] = true,
+  ["local"] = true, ["nil"] = true, ["not"] = true, ["or"] = true,
+  ["repeat"] = true, ["return"] = true, ["then"] = true, ["true"] = true,
+  ["until"] = true, ["while"] = true,
+}
+
+-- ---- scalars -------------------------------------------------------------
+
+-- A number as text that reads back as the same number: integers with all
+-- their digits, floats with the fewest digits that round-trip and a ".0"
+-- when they would look like integers.
+local function number_text(v)
+  if math.type(v) == "integer" then
+    return tostring(v)
+  end
+  if v ~= v then
+    return "NaN"
+  elseif v == math.huge then
+    return "Infinity"
+  elseif v == -math.huge then
+    return "-Infinity"
+  end
+  local s
+  for digits = 15, 17 do
+    s = string.format("%." .. digits .. "g", v)
+    if tonumber(s) == v then
+      break
+    end
+  end
+  if not s:find("[.eEn]") then
+    s = s .. ".0"
+  end
+  return s
+end
+
+local function hex_bytes(s)
+  return "\\x" .. s:gsub(".", function(c)
+    return string.format("%02x", c:byte())
+  end)
+end
+
+-- A string as a JSON-like quoted literal; bytes that are not UTF-8 are
+-- written \xNN.
+local ESCAPES <const> = {
+  ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r",
+  ["\t"] = "\\t",
+}
+
+local function quote(s)
+  local out = {}
+  local pos = 1
+  while pos <= #s do
+    local len = utf8.len(s, pos)
+    local stop = #s
+    if not len then
+      local _, bad = utf8.len(s, pos)
+      stop = bad - 1
+    end
+    local part = s:sub(pos, stop):gsub('[%c"\\]', function(c)
+      return ESCAPES[c] or string.format("\\u%04x", c:byte())
+    end)
+    out[#out + 1] = part
+    if stop < #s then
+      out[#out + 1] = string.format("\\x%02x", s:byte(stop + 1))
+    end
+    pos = stop + 2
+  end
+  return '"' .. table.concat(out) .. '"'
+end
+
+local function is_null(v)
+  return v == json.null
+end
+
+-- ---- query results ---------------------------------------------------------
+
+local function text_width(s)
+  return utf8.len(s) or #s
+end
+
+-- A cell's text: control characters made visible ("↵" for a line
+-- break), bytes that are not UTF-8 (bytea) in psql's hex form, and the
+-- whole cut to M.cell_width characters.
+local function cell_text(v)
+  local s
+  if type(v) == "number" then
+    s = number_text(v)
+  elseif type(v) == "string" then
+    if utf8.len(v) then
+      s = v:gsub("\r?\n", "↵"):gsub("%c", function(c)
+        return string.format("\\x%02x", c:byte())
+      end)
+    else
+      s = hex_bytes(v)
+    end
+  else
+    s = tostring(v)
+  end
+  if text_width(s) > M.cell_width then
+    s = s:sub(1, utf8.offset(s, M.cell_width) - 1) .. "…"
+  end
+  return s
+end
+
+local function pad(s, width, align)
+  local gap = width - text_width(s)
+  if align == "right" then
+    return string.rep(" ", gap) .. s
+  elseif align == "center" then
+    local left = gap // 2
+    return string.rep(" ", left) .. s .. string.rep(" ", gap - left)
+  end
+  return s .. string.rep(" ", gap)
+end
+
+-- Whether v is what db:query returns: an array of row tables that knows
+-- its column names.
+local function is_result(v)
+  if type(v) ~= "table" or is_null(v) then
+    return false
+  end
+  local ok, columns = pcall(function() return v.columns end)
+  if not ok or type(columns) ~= "table" then
+    return false
+  end
+  for i = 1, #v do
+    if type(v[i]) ~= "table" then
+      return false
+    end
+  end
+  return true
+end
+M.is_result = is_result
+
+local function count_text(n)
+  return n == 1 and "(1 row)" or string.format("(%d rows)", n)
+end
+
+function M.rows(result)
+  local columns = result.columns
+  local n = #result
+  local shown = math.min(n, M.row_limit)
+  local widths, numeric, header, cells = {}, {}, {}, {}
+
+  for c, name in ipairs(columns) do
+    header[c] = cell_text(tostring(name))
+    widths[c] = text_width(header[c])
+    numeric[c] = shown > 0
+  end
+
+  for r = 1, shown do
+    local row, line = result[r], {}
+    for c, name in ipairs(columns) do
+      local v = row[name]
+      if v == nil or is_null(v) then
+        line[c] = M.null_text
+      else
+        numeric[c] = numeric[c] and type(v) == "number"
+        line[c] = cell_text(v)
+      end
+      widths[c] = math.max(widths[c], text_width(line[c]))
+    end
+    cells[r] = line
+  end
+
+  local out = {}
+  local function add_line(parts)
+    out[#out + 1] = (" " .. table.concat(parts, " | ")):gsub("%s+$", "")
+  end
+  if #columns > 0 then
+    local names, rule = {}, {}
+    for c = 1, #columns do
+      names[c] = pad(header[c], widths[c], "center")
+      rule[c] = string.rep("-", widths[c] + 2)
+    end
+    add_line(names)
+    out[#out + 1] = table.concat(rule, "+")
+    for r = 1, shown do
+      local parts = {}
+      for c = 1, #columns do
+        local v = cells[r][c]
+        parts[c] = pad(v, widths[c],
+          numeric[c] and v ~= M.null_text and "right" or "left")
+      end
+      add_line(parts)
+    end
+  end
+  if shown < n then
+    out[#out + 1] = string.format("%s, the first %d shown; all are in _",
+      count_text(n):sub(1, -2), shown) .. ")"
+  else
+    out[#out + 1] = count_text(n)
+  end
+  return table.concat(out, "\n")
+end
+
+-- ---- other values ----------------------------------------------------------
+
+local function is_sensitive(key)
+  if type(key) ~= "string" then
+    return false
+  end
+  local k = key:lower()
+  return k:find("password", 1, true) or k:find("secret", 1, true)
+    or k:find("token", 1, true) or k == "passwd" or k == "pwd"
+end
+
+local function key_order(a, b)
+  local ta, tb = type(a), type(b)
+  if ta ~= tb then
+    return ta < tb
+  end
+  if ta == "number" or ta == "string" then
+    return a < b
+  end
+  return tostring(a) < tostring(b)
+end
+
+-- The keys of t in the order they are shown: a row's columns first, in
+-- their order, then the rest sorted.
+local function ordered_keys(t)
+  local keys, first = {}, {}
+  local mt = getmetatable(t)
+  local columns = type(mt) == "table" and rawget(mt, "__columns")
+  if type(columns) == "table" then
+    for _, k in ipairs(columns) do
+      if rawget(t, k) ~= nil and not first[k] then
+        first[k] = true
+        keys[#keys + 1] = k
+      end
+    end
+  end
+  local rest = {}
+  for k in next, t do
+    if not first[k] then
+      rest[#rest + 1] = k
+    end
+  end
+  table.sort(rest, key_order)
+  table.move(rest, 1, #rest, #keys + 1, keys)
+  return keys
+end
+
+-- Whether t is shown as an array: marked as one, or keyed exactly 1..n.
+local function is_array(t)
+  if json.is_array(t) then
+    return true
+  end
+  local n = 0
+  for _ in next, t do
+    n = n + 1
+  end
+  return n > 0 and n == #t
+end
+
+local function key_text(k)
+  if type(k) == "string" then
+    return quote(k)
+  end
+  return "[" .. (type(k) == "number" and number_text(k) or tostring(k))
+    .. "]"
+end
+
+local render
+
+-- The items of table t as texts, each at the given indent: at most
+-- MAX_ITEMS, then a count of the rest.
+local function items(t, indent, depth, seen)
+  local out, total = {}, #t
+  local array = is_array(t)
+  if array then
+    for i = 1, math.min(total, MAX_ITEMS) do
+      out[i] = render(rawget(t, i), indent, depth + 1, seen)
+    end
+  else
+    local keys = ordered_keys(t)
+    total = #keys
+    for i = 1, math.min(total, MAX_ITEMS) do
+      local k = keys[i]
+      local v = rawget(t, k)
+      local hidden = is_sensitive(k)
+        and (type(v) == "string" or type(v) == "number")
+      out[i] = key_text(k) .. ": " .. (hidden and '"***"'
+        or render(v, indent, depth + 1, seen))
+    end
+  end
+  if total > MAX_ITEMS then
+    out[#out + 1] = string.format("… %d more", total - MAX_ITEMS)
+  end
+  if array then
+    return out, "[", "]"
+  end
+  return out, "{", "}"
+end
+
+function render(v, indent, depth, seen)
+  local t = type(v)
+  if t == "string" then
+    return quote(v)
+  elseif t == "number" then
+    return number_text(v)
+  elseif is_null(v) then
+    return "null"
+  elseif t ~= "table" then
+    return tostring(v)
+  end
+
+  local mt = getmetatable(v)
+  if type(mt) == "table" and rawget(mt, "__tostring") then
+    return tostring(v)
+  end
+  if seen[v] then
+    return "<cycle>"
+  end
+  if depth >= MAX_DEPTH then
+    return "{…}"
+  end
+
+  seen[v] = true
+  local inner = indent .. "  "
+  local parts, open, close = items(v, inner, depth, seen)
+  seen[v] = nil
+  if #parts == 0 then
+    return open .. close
+  end
+  local line = open .. table.concat(parts, ", ") .. close
+  if #indent + #line <= LINE_WIDTH and not line:find("\n", 1, true) then
+    return line
+  end
+  return open .. "\n" .. inner .. table.concat(parts, ",\n" .. inner)
+    .. "\n" .. indent .. close
+end
+
+-- The text of one value as the REPL shows it.
+function M.value(v)
+  if is_result(v) then
+    return M.rows(v)
+  end
+  return render(v, "", 0, {})
+end
+
+function M.show(n, ...)
+  if n > 0 then
+    rawset(_G, "_", (...))
+  end
+  local out = {}
+  for i = 1, n do
+    out[i] = M.value((select(i, ...)))
+  end
+  return table.concat(out, "\n")
+end
+
+-- ---- input -----------------------------------------------------------------
+
+-- Turns a leading `local a, b = ...` (or `local function f`) into the
+-- same assignment to globals, so that what was typed at the prompt stays
+-- for the next input. A declaration with an attribute (<const>, <close>)
+-- is left as it is: its meaning is tied to the one input.
+function M.promote_local(code)
+  local lead, rest = code:match("^(%s*)local%s+(.*)$")
+  if not lead then
+    return code
+  end
+  if rest:match("^function%s+[%a_]") then
+    return lead .. rest
+  end
+  local names, pos = {}, 1
+  while true do
+    local name, after = rest:match("^%s*([%a_][%w_]*)%s*()", pos)
+    if not name or KEYWORDS[name] then
+      return code
+    end
+    names[#names + 1] = name
+    pos = after
+    local c = rest:sub(pos, pos)
+    if c == "<" then
+      return code
+    elseif c ~= "," then
+      break
+    end
+    pos = pos + 1
+  end
+  local tail = rest:sub(pos)
+  local list = table.concat(names, ", ")
+  if tail:match("^=") and not tail:match("^==") then
+    return lead .. list .. " " .. tail
+  end
+  return lead .. list .. " = nil; " .. tail
+end
+
+-- The message and traceback of an error as caught by host_pcall (a
+-- string with the traceback appended, or an error object carrying it in
+-- .traceback), without the REPL's own frame at the bottom.
+function M.error_text(err)
+  local text, traceback
+  if type(err) == "table" and not is_null(err) then
+    text = tostring(err)
+    traceback = rawget(err, "traceback")
+  else
+    text = tostring(err)
+    local at = text:find("\nstack traceback:\n", 1, true)
+    if at then
+      text, traceback = text:sub(1, at - 1), text:sub(at + 1)
+    end
+  end
+  if type(traceback) == "string" then
+    traceback = traceback:gsub("\n%s*%[C%]: in %?%s*$", "")
+    if traceback:find("\n", 1, true) then
+      text = text .. "\n" .. traceback
+    end
+  end
+  return text
+end
+
+-- The result of a dry run (`{"dry_run": true, "result": ...}` as JSON),
+-- shown and kept in _.
+function M.show_result(text)
+  local result = json.decode(text).result
+  rawset(_G, "_", result)
+  return M.value(result)
+end
+
+-- ---- jobs and modules ------------------------------------------------------
+
+-- The globals of the session: ctx (built by the host), json, db, the
+-- jobs table and sql(q, ...), a short ctx.db:query(q, ...).
+function M.install(ctx, dir)
+  rawset(_G, "ctx", ctx)
+  rawset(_G, "json", json)
+  rawset(_G, "db", require "db")
+  rawset(_G, "jobs", M.jobs_table(dir))
+  rawset(_G, "sql", function(query, ...)
+    return rawget(_G, "ctx").db:query(query, ...)
+  end)
+  M.mark_loaded()
+end
+
+-- A job's schedule and description, for .jobs. The job file runs in an
+-- environment of its own, so its globals stay out of the session.
+function M.job_summary(dir, name)
+  local env = setmetatable({}, { __index = _G })
+  local chunk, err = loadfile(dir .. "/" .. name .. ".lua", "t", env)
+  local ok, spec = false, err
+  if chunk then
+    ok, spec = pcall(chunk)
+  end
+  if not ok or type(spec) ~= "table" then
+    return "cannot load: " .. tostring(spec)
+  end
+  local schedule = type(spec.schedule) == "string" and spec.schedule
+    or "(no schedule)"
+  local description = type(spec.description) == "string"
+    and spec.description or ""
+  return string.format("%-22s %s", schedule, description)
+end
+
+local loaded_at_start = {}
+local job_cache = {}
+
+-- Remembers the modules loaded so far (the host's own), so that reload
+-- forgets only those required since.
+function M.mark_loaded()
+  for name in pairs(package.loaded) do
+    loaded_at_start[name] = true
+  end
+end
+
+function M.jobs_table(dir)
+  return setmetatable({}, {
+    __index = function(_, name)
+      if type(name) ~= "string" or not name:match("^[%w_][%w_.-]*$") then
+        error("not a job name: " .. tostring(name), 2)
+      end
+      if job_cache[name] == nil then
+        local chunk, err = loadfile(dir .. "/" .. name .. ".lua", "t")
+        if not chunk then
+          error(err, 2)
+        end
+        job_cache[name] = chunk()
+      end
+      return job_cache[name]
+    end,
+  })
+end
+
+function M.reload()
+  local forgot = 0
+  for name in pairs(job_cache) do
+    job_cache[name] = nil
+    forgot = forgot + 1
+  end
+  for name in pairs(package.loaded) do
+    if not loaded_at_start[name] then
+      package.loaded[name] = nil
+      forgot = forgot + 1
+    end
+  end
+  return forgot
+end
+
+return M

@@ -1,0 +1,814 @@
+/* repl.c: `jobhost repl`, the prompt where jobs are written. One host
+ * state lives for the whole session and holds the ctx a job gets, so SQL
+ * and Lua can be tried against a real database line by line; connections
+ * are read-only unless --write is given. The formatting of values (query
+ * results as psql-like tables) and the small input rewrites are Lua, in
+ * lua/repl.lua; this file reads input, runs it, and writes the output.
+ *
+ * Input comes from libedit with history when standard input is a
+ * terminal, else it is a script read line by line, with the same output
+ * and no prompts. An input is run when it compiles; a syntax error at
+ * <eof> means it is not finished and the next line is appended.
+ *
+ * Ctrl-C sets host_interrupt_requested. The host's count hook and the
+ * database wait loop notice it, cancel what runs and stop the state; once
+ * the stop has unwound here, host_resume lets the same state run again,
+ * so the session's globals survive. At the prompt Ctrl-C drops the line
+ * being typed. */
+#include "repl.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <editline/readline.h>
+#include <lauxlib.h>
+
+#include "db.h"
+#include "host.h"
+#include "job.h"
+#include "log.h"
+
+/* The Lua heap the session may use. Larger than a job's default: a
+ * session accumulates results. */
+#define REPL_MEMORY_MB 1024
+
+/* Entries kept in the history file. */
+#define REPL_HISTORY_MAX 1000
+
+/* Words a command line may have (.run JOB k=v ...). */
+#define REPL_MAX_WORDS 64
+
+/* The registry field holding the lua/repl.lua module table. */
+#define REPL_MODULE_KEY "jobhost.repl"
+
+/* SQLSTATE read_only_sql_transaction: a write on a read-only connection. */
+#define READ_ONLY_SQLSTATE "25006"
+
+typedef struct {
+  lua_State *L;
+  const char *target;   /* --db or --secret; NULL: the default target */
+  const char *jobs_dir;
+  int write;            /* --write: connections may change data */
+  int interactive;      /* standard input is a terminal */
+  int failures;         /* inputs that failed */
+  char *history;        /* the history file, or NULL for none */
+  char prompt[32];
+  char prompt_more[32];
+} repl;
+
+/* How one input went. */
+typedef enum { EVAL_DONE, EVAL_FAILED, EVAL_MORE } eval_status;
+
+static void usage(FILE *out)
+{
+  fputs("usage: jobhost repl [--db CONNINFO | --secret ID] [--write]"
+        " [--jobs DIR]\n"
+        "\n"
+        "Interactive Lua with the ctx a job gets, for writing jobs:\n"
+        "query results print as tables, .run JOB runs a job dry.\n"
+        "\n"
+        "options:\n"
+        "  --db CONNINFO   connect ctx.db here (a conninfo string or URI)\n"
+        "  --secret ID     connect ctx.db with this secret (id or ARN)\n"
+        "                  default: $JOBHOST_DATABASE, else libpq's PG*\n"
+        "                  environment\n"
+        "  --write         allow changes; connections are read-only\n"
+        "                  (default_transaction_read_only) without it\n"
+        "  --jobs DIR      where jobs live (default: $JOBHOST_JOBS or"
+        " ./jobs)\n"
+        "\n"
+        "Without a terminal, reads a script from standard input and\n"
+        "exits 1 when any input failed. History: ~/.jobhost_history\n"
+        "($JOBHOST_HISTORY names another file; empty for none).\n",
+        out);
+}
+
+static const char help_text[] =
+    "Type Lua; an expression's value is printed (`1 + 1` prints 2) and\n"
+    "kept in _. An input that is not finished continues on the next\n"
+    "line. Ctrl-C stops what runs (or drops the line); Ctrl-D leaves.\n"
+    "\n"
+    "  ctx                 the ctx a job gets: ctx.db, ctx.connect(t),\n"
+    "                      ctx.secret(id), ctx.log.info(msg, fields), ...\n"
+    "  sql(q, ...)         ctx.db:query(q, ...), for short\n"
+    "  json, db            the json and db modules (db.null is NULL)\n"
+    "  jobs.NAME           the spec of jobs/NAME.lua, loaded on first use:\n"
+    "                      jobs.NAME.run(ctx, jobs.NAME.params)\n"
+    "\n"
+    "A `local` at the start of an input stays for the session (as a\n"
+    "global), so job code can be pasted line by line. Query results\n"
+    "print as tables: NULL shows as \xe2\x88\x85, an empty string as"
+    " nothing,\n"
+    "the first 100 rows; other values as JSON-like text.\n"
+    "\n"
+    "  .run JOB [k=v ...]  run jobs/JOB.lua dry: every change is rolled\n"
+    "                      back; shows its log and its result\n"
+    "  .jobs               list the jobs, their schedules and descriptions\n"
+    "  .reload             forget loaded jobs.NAME specs and required\n"
+    "                      modules, so edited files are read again\n"
+    "  .help               this text\n"
+    "  .quit               leave (as Ctrl-D does)\n";
+
+/* ---- the Lua side -------------------------------------------------------- */
+
+/* Pushes the function name of lua/repl.lua. Cannot raise: the module
+ * table and its field names exist from setup on. */
+static void push_helper(lua_State *L, const char *name)
+{
+  lua_getfield(L, LUA_REGISTRYINDEX, REPL_MODULE_KEY);
+  lua_getfield(L, -1, name);
+  lua_remove(L, -2);
+}
+
+/* Calls helper name with the nargs values at the top of the stack, under
+ * host_pcall. Leaves nresults values or the error; returns the status. */
+static int call_helper(lua_State *L, const char *name, int nargs,
+                       int nresults)
+{
+  push_helper(L, name);
+  lua_insert(L, -nargs - 1);
+  return host_pcall(L, nargs, nresults);
+}
+
+/* The protected part of opening the session's state: the module, the
+ * jobs folder on package.path, the globals (ctx, json, db, sql, jobs). */
+static int setup_state(lua_State *L)
+{
+  repl *r = lua_touserdata(L, 1);
+
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "repl");
+  lua_call(L, 1, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, REPL_MODULE_KEY);
+
+  lua_getglobal(L, "package");
+  lua_pushfstring(L, "%s/?.lua;", r->jobs_dir);
+  lua_getfield(L, -2, "path");
+  lua_concat(L, 2);
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
+
+  push_helper(L, "install");
+  job_push_ctx(L, r->target, 0, NULL, NULL);
+  lua_pushstring(L, r->jobs_dir);
+  lua_call(L, 2, 0);
+  return 0;
+}
+
+/* Opens the session's state. Returns 0, or -1 with a message written. */
+static int open_state(repl *r)
+{
+  host_options o = {0};
+
+  o.mem_limit = (size_t)REPL_MEMORY_MB * 1024 * 1024;
+  o.job = "repl";
+  o.read_only = !r->write;
+  r->L = host_open(&o);
+  if (!r->L) {
+    fputs("jobhost repl: cannot create a Lua state\n", stderr);
+    return -1;
+  }
+  lua_pushcfunction(r->L, setup_state);
+  lua_pushlightuserdata(r->L, r);
+  if (host_pcall(r->L, 1, 0) != LUA_OK) {
+    fprintf(stderr, "jobhost repl: %s\n", lua_tostring(r->L, -1));
+    host_close(r->L);
+    r->L = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+/* Ends the session's run (rolls back what is open, returns connections
+ * to the pool) and closes the state. */
+static void close_state(repl *r)
+{
+  if (!r->L)
+    return;
+  db_end_run(r->L);
+  host_close(r->L);
+  r->L = NULL;
+}
+
+/* ---- errors -------------------------------------------------------------- */
+
+/* Whether the error at idx is a write refused by a read-only connection:
+ * an error object with SQLSTATE 25006, or its text. */
+static int is_read_only_error(lua_State *L, int idx)
+{
+  int found = 0;
+
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    lua_pushliteral(L, "sqlstate");
+    if (lua_rawget(L, idx) == LUA_TSTRING)
+      found = strcmp(lua_tostring(L, -1), READ_ONLY_SQLSTATE) == 0;
+    lua_pop(L, 1);
+  } else if (lua_type(L, idx) == LUA_TSTRING) {
+    found = strstr(lua_tostring(L, idx), "[" READ_ONLY_SQLSTATE "]") != NULL;
+  }
+  return found;
+}
+
+/* Writes the error at the top of the stack (popped) to stderr: its
+ * message and traceback, and for a refused write, how to allow it. A
+ * stopped state is resumed first, so the session goes on. */
+static void report_error(repl *r)
+{
+  lua_State *L = r->L;
+  host_stop stop = host_get(L)->stop;
+  int read_only;
+
+  r->failures++;
+  if (stop != HOST_RUNNING) {
+    lua_pop(L, 1);
+    host_resume(L);
+    host_interrupt_requested = 0;
+    if (stop == HOST_INTERRUPTED) {
+      fputs("interrupted: the input was stopped (a running statement was"
+            " cancelled); globals are kept\n", stderr);
+    } else if (stop == HOST_OOM) {
+      lua_gc(L, LUA_GCCOLLECT);
+      fprintf(stderr, "error: memory limit of %d MiB reached; the input "
+              "was stopped. Set big globals to nil to free memory.\n",
+              REPL_MEMORY_MB);
+    } else {
+      fprintf(stderr, "error: %s\n", host_stop_message(L, stop));
+    }
+    return;
+  }
+
+  read_only = !r->write && is_read_only_error(L, -1);
+  if (call_helper(L, "error_text", 1, 1) == LUA_OK) {
+    fprintf(stderr, "error: %s\n", lua_tostring(L, -1));
+  } else {
+    /* Formatting the error failed too (its __tostring raised): say what
+     * can be said without running more of it. */
+    fprintf(stderr, "error: %s\n", lua_type(L, -1) == LUA_TSTRING
+                                       ? lua_tostring(L, -1)
+                                       : "(an error that cannot be shown)");
+    if (host_get(L)->stop != HOST_RUNNING)
+      host_resume(L);
+  }
+  lua_pop(L, 1);
+  if (read_only)
+    fputs("hint: the REPL's connections are read-only; start it with"
+          " `jobhost repl --write` to allow changes\n",
+          stderr);
+}
+
+/* ---- running an input ---------------------------------------------------- */
+
+/* Whether the syntax error at the top of the stack says the input ended
+ * too soon ("... near <eof>"): then more lines may finish it. */
+static int is_incomplete(lua_State *L)
+{
+  size_t len;
+  const char *msg = lua_tolstring(L, -1, &len);
+  static const char mark[] = "<eof>";
+
+  return msg && len >= sizeof mark - 1 &&
+         strcmp(msg + len - (sizeof mark - 1), mark) == 0;
+}
+
+/* Compiles an input: first as `return INPUT`, so an expression's value
+ * comes back, then as it is (a leading `local` made global). Pushes the
+ * function, or the syntax error of the input as it is; returns the
+ * luaL_load status (LUA_ERRRUN when the rewrite itself failed).
+ * *incomplete tells whether either form ended too soon ("1 +" is not an
+ * unfinished statement, but it is an unfinished expression). */
+static int compile(repl *r, const char *code, int *incomplete)
+{
+  lua_State *L = r->L;
+  const char *text;
+  size_t len;
+  int status;
+
+  lua_pushfstring(L, "return %s", code);
+  text = lua_tolstring(L, -1, &len);
+  if (host_load(L, text, len, "=input") == LUA_OK) {
+    lua_remove(L, -2);
+    *incomplete = 0;
+    return LUA_OK;
+  }
+  *incomplete = is_incomplete(L);
+  lua_pop(L, 2);
+
+  lua_pushstring(L, code);
+  if (call_helper(L, "promote_local", 1, 1) != LUA_OK)
+    return LUA_ERRRUN;
+  text = lua_tolstring(L, -1, &len);
+  status = host_load(L, text, len, "=input");
+  lua_remove(L, -2);
+  if (status == LUA_ERRSYNTAX && is_incomplete(L))
+    *incomplete = 1;
+  return status;
+}
+
+/* Shows the n values at the top of the stack on stdout (popped) and
+ * keeps the first in _. */
+static void show_values(repl *r, int n)
+{
+  lua_State *L = r->L;
+
+  if (n == 0)
+    return;
+  lua_pushinteger(L, n);
+  lua_insert(L, -n - 1);
+  if (call_helper(L, "show", n + 1, 1) != LUA_OK) {
+    report_error(r);
+    return;
+  }
+  puts(lua_tostring(L, -1));
+  lua_pop(L, 1);
+}
+
+/* Runs one input. at_end: no more lines can come, so an unfinished
+ * input is an error rather than a reason to wait. */
+static eval_status evaluate(repl *r, const char *code, int at_end)
+{
+  lua_State *L = r->L;
+  int status, incomplete;
+
+  lua_settop(L, 0);
+  status = compile(r, code, &incomplete);
+  if (status == LUA_ERRSYNTAX && !at_end && incomplete) {
+    lua_settop(L, 0);
+    return EVAL_MORE;
+  }
+  if (status == LUA_ERRSYNTAX) {
+    fprintf(stderr, "error: %s\n", lua_tostring(L, -1));
+    r->failures++;
+    lua_settop(L, 0);
+    return EVAL_FAILED;
+  }
+  if (status != LUA_OK) {
+    report_error(r);
+    lua_settop(L, 0);
+    return EVAL_FAILED;
+  }
+
+  host_interrupt_requested = 0;
+  status = host_pcall(L, 0, LUA_MULTRET);
+  if (status != LUA_OK) {
+    report_error(r);
+    lua_settop(L, 0);
+    return EVAL_FAILED;
+  }
+  show_values(r, lua_gettop(L));
+  lua_settop(L, 0);
+  return EVAL_DONE;
+}
+
+/* ---- commands ------------------------------------------------------------ */
+
+/* Splits line into words in place: blanks separate, '...' and "..."
+ * quote (the quotes are dropped). Returns the number of words; at most
+ * max are stored, and -1 tells that there were more or a quote was left
+ * open. */
+static int split_words(char *line, char **words, int max)
+{
+  char *src = line, *dst = line;
+  int n = 0;
+
+  for (;;) {
+    char quote = 0;
+
+    while (*src == ' ' || *src == '\t')
+      src++;
+    if (!*src)
+      return n;
+    if (n == max)
+      return -1;
+    words[n++] = dst;
+    while (*src && (quote || (*src != ' ' && *src != '\t'))) {
+      if (quote && *src == quote)
+        quote = 0;
+      else if (!quote && (*src == '\'' || *src == '"'))
+        quote = *src;
+      else
+        *dst++ = *src;
+      src++;
+    }
+    if (quote)
+      return -1;
+    if (*src)
+      src++;
+    *dst++ = '\0';
+  }
+}
+
+/* .run JOB [k=v ...]: the job's dry run, as `jobhost run --dry-run`. */
+static void cmd_run(repl *r, int argc, char **argv)
+{
+  job_request req = {0};
+  job_outcome out;
+  const char *kv[REPL_MAX_WORDS + 1];
+  int i, n = 0;
+
+  if (argc < 2) {
+    fputs("usage: .run JOB [KEY=VALUE ...]\n", stderr);
+    r->failures++;
+    return;
+  }
+  for (i = 2; i < argc; i++) {
+    if (!strchr(argv[i], '=') || argv[i][0] == '=') {
+      fprintf(stderr, "error: \"%s\" is not KEY=VALUE\n", argv[i]);
+      r->failures++;
+      return;
+    }
+    kv[n++] = argv[i];
+  }
+  kv[n] = NULL;
+
+  req.jobs_dir = r->jobs_dir;
+  req.name = argv[1];
+  req.param_kv = kv;
+  req.db_target = r->target;
+  req.dry_run = 1;
+  host_interrupt_requested = 0;
+  fflush(stdout);
+  if (job_run(&req, &out) == 0) {
+    lua_State *L = r->L;
+
+    lua_settop(L, 0);
+    lua_pushlstring(L, out.result, out.result_len);
+    if (call_helper(L, "show_result", 1, 1) == LUA_OK) {
+      printf("dry run of %s, rolled back after %lld ms; its result:\n%s\n",
+             req.name, (long long)(out.duration_us / 1000),
+             lua_tostring(L, -1));
+    } else {
+      report_error(r);
+    }
+    lua_settop(L, 0);
+  } else {
+    r->failures++;
+    fprintf(stderr, "dry run of %s failed: %s: %s\n", req.name,
+            out.error_type ? out.error_type : "Job.Error",
+            out.error_message ? out.error_message : "");
+    if (out.stack_trace && *out.stack_trace)
+      fprintf(stderr, "stack traceback:\n%s\n", out.stack_trace);
+  }
+  host_interrupt_requested = 0;
+  job_outcome_free(&out);
+}
+
+/* .jobs: each job's name, schedule and description, or why it is
+ * invalid. */
+static void cmd_jobs(repl *r)
+{
+  lua_State *L = r->L;
+  char **names = job_list(r->jobs_dir);
+  char err[2048];
+  size_t i, width = 4;
+
+  if (!names) {
+    fprintf(stderr, "error: cannot read the jobs folder %s: %s\n",
+            r->jobs_dir, strerror(errno));
+    r->failures++;
+    return;
+  }
+  for (i = 0; names[i]; i++)
+    if (strlen(names[i]) > width)
+      width = strlen(names[i]);
+
+  for (i = 0; names[i]; i++) {
+    if (job_check(r->jobs_dir, names[i], err, sizeof err) != 0) {
+      printf("%-*s  INVALID: %s\n", (int)width, names[i], err);
+      continue;
+    }
+    lua_settop(L, 0);
+    lua_pushstring(L, r->jobs_dir);
+    lua_pushstring(L, names[i]);
+    if (call_helper(L, "job_summary", 2, 1) == LUA_OK)
+      printf("%-*s  %s\n", (int)width, names[i], lua_tostring(L, -1));
+    else
+      report_error(r);
+    lua_settop(L, 0);
+  }
+  printf("(%zu job%s in %s)\n", i, i == 1 ? "" : "s", r->jobs_dir);
+  job_list_free(names);
+}
+
+static void cmd_reload(repl *r)
+{
+  lua_State *L = r->L;
+
+  lua_settop(L, 0);
+  if (call_helper(L, "reload", 0, 1) != LUA_OK) {
+    report_error(r);
+    return;
+  }
+  printf("forgot %lld loaded job spec(s) and module(s); they are read "
+         "again on next use\n",
+         (long long)lua_tointeger(L, -1));
+  lua_settop(L, 0);
+}
+
+/* Runs a command line (".name args"). Returns 1 when the session should
+ * end. */
+static int command(repl *r, char *line)
+{
+  char *words[REPL_MAX_WORDS];
+  int n = split_words(line + 1, words, REPL_MAX_WORDS);
+
+  if (n < 0) {
+    fputs("error: too many words or an unclosed quote\n", stderr);
+    r->failures++;
+    return 0;
+  }
+  if (n == 0)
+    return 0;
+  if (strcmp(words[0], "run") == 0)
+    cmd_run(r, n, words);
+  else if (strcmp(words[0], "jobs") == 0)
+    cmd_jobs(r);
+  else if (strcmp(words[0], "reload") == 0)
+    cmd_reload(r);
+  else if (strcmp(words[0], "help") == 0)
+    fputs(help_text, stdout);
+  else if (strcmp(words[0], "quit") == 0 || strcmp(words[0], "exit") == 0)
+    return 1;
+  else {
+    fprintf(stderr, "error: unknown command .%s (.help lists them)\n",
+            words[0]);
+    r->failures++;
+  }
+  return 0;
+}
+
+/* Whether line is a command: a dot, then a letter. (".5" is Lua.) */
+static int is_command(const char *line)
+{
+  while (*line == ' ' || *line == '\t')
+    line++;
+  return line[0] == '.' && ((line[1] >= 'a' && line[1] <= 'z') ||
+                            (line[1] >= 'A' && line[1] <= 'Z'));
+}
+
+/* ---- input --------------------------------------------------------------- */
+
+static void on_interrupt(int sig)
+{
+  (void)sig;
+  host_interrupt_requested = 1;
+}
+
+/* Catches SIGINT without SA_RESTART, so a blocking read or poll returns
+ * and the flag is seen at once. */
+static void catch_interrupts(void)
+{
+  struct sigaction sa;
+
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+}
+
+/* The history file: $JOBHOST_HISTORY (empty: none), else
+ * ~/.jobhost_history. malloc'd, or NULL. */
+static char *history_path(void)
+{
+  const char *env = getenv("JOBHOST_HISTORY");
+  const char *home = getenv("HOME");
+  char *path;
+  size_t len;
+
+  if (env)
+    return *env ? strdup(env) : NULL;
+  if (!home || !*home)
+    return NULL;
+  len = strlen(home) + sizeof "/.jobhost_history";
+  path = malloc(len);
+  if (path)
+    snprintf(path, len, "%s/.jobhost_history", home);
+  return path;
+}
+
+/* Adds an input to the history and saves it, readable by its owner
+ * alone (inputs may hold conninfo strings). An input that starts with a
+ * space is not kept, as in shells. */
+static void remember(repl *r, const char *input)
+{
+  HIST_ENTRY *last;
+  mode_t old;
+
+  if (!r->interactive || input[0] == ' ' || input[0] == '\0')
+    return;
+  last = history_get(history_length);
+  if (last && last->line && strcmp(last->line, input) == 0)
+    return;
+  add_history(input);
+  if (!r->history)
+    return;
+  old = umask(077);
+  write_history(r->history);
+  umask(old);
+}
+
+/* Reads one line without its newline: from libedit in a terminal, else
+ * from stdin. malloc'd; NULL at the end of input. *interrupted is set
+ * when Ctrl-C dropped the line being typed. */
+static char *read_line(repl *r, const char *prompt, int *interrupted)
+{
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+
+  *interrupted = 0;
+  if (r->interactive) {
+    fflush(stdout);
+    line = readline(prompt);
+    if (!line && host_interrupt_requested) {
+      host_interrupt_requested = 0;
+      *interrupted = 1;
+      fputc('\n', stdout);
+    }
+    return line;
+  }
+  len = getline(&line, &cap, stdin);
+  if (len < 0) {
+    free(line);
+    return NULL;
+  }
+  while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+    line[--len] = '\0';
+  return line;
+}
+
+/* Appends line to the unfinished input *buf (a newline between).
+ * Returns 0, or -1 when memory ran out. */
+static int append_line(char **buf, const char *line)
+{
+  size_t have = strlen(*buf), add = strlen(line);
+  char *grown = realloc(*buf, have + add + 2);
+
+  if (!grown)
+    return -1;
+  grown[have] = '\n';
+  memcpy(grown + have + 1, line, add + 1);
+  *buf = grown;
+  return 0;
+}
+
+static int is_blank(const char *s)
+{
+  return s[strspn(s, " \t\r\n")] == '\0';
+}
+
+/* The read-run-print loop, until the end of input or .quit. */
+static void loop(repl *r)
+{
+  char *buf = NULL; /* the input so far, when it spans lines */
+
+  for (;;) {
+    int interrupted;
+    char *line = read_line(r, buf ? r->prompt_more : r->prompt,
+                           &interrupted);
+
+    if (interrupted) {
+      free(buf);
+      buf = NULL;
+      continue;
+    }
+    if (!line)
+      break;
+    if (!buf) {
+      if (is_blank(line)) {
+        free(line);
+        continue;
+      }
+      if (is_command(line)) {
+        int quit;
+        remember(r, line);
+        quit = command(r, strchr(line, '.'));
+        free(line);
+        fflush(stdout);
+        if (quit)
+          goto out;
+        continue;
+      }
+      buf = line;
+    } else {
+      int failed = append_line(&buf, line);
+      free(line);
+      if (failed) {
+        fputs("error: out of memory\n", stderr);
+        free(buf);
+        buf = NULL;
+        r->failures++;
+        continue;
+      }
+    }
+    if (evaluate(r, buf, 0) == EVAL_MORE)
+      continue;
+    remember(r, buf);
+    free(buf);
+    buf = NULL;
+    fflush(stdout);
+  }
+
+  /* The input ended in the middle of a chunk: in a script that is an
+   * error worth its message; in a terminal Ctrl-D just leaves. */
+  if (buf && !r->interactive)
+    evaluate(r, buf, 1);
+  if (r->interactive)
+    fputc('\n', stdout);
+
+out:
+  free(buf);
+  fflush(stdout);
+}
+
+/* The banner of a terminal session: where ctx.db goes (never the
+ * conninfo itself, which may hold a password) and whether writes are
+ * allowed. */
+static void banner(const repl *r, const char *secret)
+{
+  const char *env = getenv("JOBHOST_DATABASE");
+
+  printf("jobhost repl: Lua with the ctx a job gets; jobs in %s\n",
+         r->jobs_dir);
+  if (secret)
+    printf("ctx.db: the secret \"%s\"", secret);
+  else if (r->target)
+    fputs("ctx.db: the --db connection", stdout);
+  else if (env && *env)
+    fputs("ctx.db: $JOBHOST_DATABASE", stdout);
+  else
+    fputs("ctx.db: libpq's PG* environment", stdout);
+  if (r->write)
+    fputs(", writes ALLOWED (--write)\n", stdout);
+  else
+    fputs(", read-only (start with --write to allow changes)\n", stdout);
+  fputs(".help for help, Ctrl-C stops what runs, Ctrl-D leaves.\n",
+        stdout);
+}
+
+int repl_main(int argc, char **argv)
+{
+  repl r;
+  const char *db = NULL, *secret = NULL;
+  int i;
+
+  memset(&r, 0, sizeof r);
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i];
+
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      usage(stdout);
+      return 0;
+    } else if (strcmp(a, "--db") == 0 && i + 1 < argc) {
+      db = argv[++i];
+    } else if (strcmp(a, "--secret") == 0 && i + 1 < argc) {
+      secret = argv[++i];
+    } else if (strcmp(a, "--jobs") == 0 && i + 1 < argc) {
+      r.jobs_dir = argv[++i];
+    } else if (strcmp(a, "--write") == 0) {
+      r.write = 1;
+    } else {
+      fprintf(stderr, "jobhost repl: unknown option %s\n\n", a);
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (db && secret) {
+    fputs("jobhost repl: give --db or --secret, not both\n", stderr);
+    return 2;
+  }
+  r.target = db ? db : secret;
+  if (!r.jobs_dir)
+    r.jobs_dir = job_default_dir();
+  r.interactive = isatty(STDIN_FILENO);
+  snprintf(r.prompt, sizeof r.prompt, "%s", r.write ? "jobhost[write]> "
+                                                   : "jobhost> ");
+  snprintf(r.prompt_more, sizeof r.prompt_more, "%*s", (int)strlen(r.prompt),
+           "...> ");
+
+  if (open_state(&r) != 0)
+    return 1;
+  if (r.interactive) {
+    r.history = history_path();
+    rl_readline_name = "jobhost";
+    rl_catch_signals = 0;
+    using_history();
+    stifle_history(REPL_HISTORY_MAX);
+    if (r.history)
+      read_history(r.history);
+    catch_interrupts();
+    banner(&r, secret);
+  }
+
+  loop(&r);
+
+  close_state(&r);
+  db_pool_close_all();
+  free(r.history);
+  return r.failures && !r.interactive ? 1 : 0;
+}
