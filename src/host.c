@@ -122,6 +122,12 @@ void host_stop_run(lua_State *L, host_stop why)
   arm_stop_hook(L);
 }
 
+void host_resume(lua_State *L)
+{
+  run_of(L)->stop = HOST_RUNNING;
+  lua_sethook(L, hook, LUA_MASKCOUNT, HOST_HOOK_COUNT);
+}
+
 /* Notices a deadline or an interrupt; returns the stop reason now in
  * force, or HOST_RUNNING. */
 static host_stop poll_stop(lua_State *L)

@@ -69,6 +69,13 @@ void host_set_deadline(lua_State *L, int64_t deadline_ms);
  * reason given sticks. */
 void host_stop_run(lua_State *L, host_stop why);
 
+/* Lets a stopped state run again: clears the stop reason and puts back
+ * the normal hook. For the REPL, whose state outlives one input: after
+ * Ctrl-C stopped an input, the session's globals are kept. Call it only
+ * once the stop has unwound to the host (no Lua call of the state is
+ * running). */
+void host_resume(lua_State *L);
+
 /* Checks the deadline and the interrupt flag; when either has struck,
  * stops the run and raises its error. For C bindings between blocking
  * steps. Raises a Lua error; returns only when the run may go on. */
