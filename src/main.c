@@ -9,6 +9,7 @@
 #include "cmd_schedule.h"
 #include "lambda.h"
 #include "log.h"
+#include "repl.h"
 
 typedef struct {
   const char *name;
@@ -20,6 +21,7 @@ static const command commands[] = {
     {"run", cli_run, "run a job once, here"},
     {"check", cli_check, "compile and validate jobs and their schedules"},
     {"schedule", cmd_schedule, "validate a schedule, print its fire times"},
+    {"repl", repl_main, "interactive Lua with a job's ctx, for writing jobs"},
     {"version", cli_version, "print the version"},
     {"lambda", lambda_main, "serve as an AWS Lambda custom runtime"},
     {NULL, NULL, NULL}};
