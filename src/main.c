@@ -7,9 +7,9 @@
 
 #include "cli.h"
 #include "cmd_schedule.h"
+#include "cmd_template.h"
 #include "lambda.h"
 #include "log.h"
-#include "repl.h"
 
 typedef struct {
   const char *name;
@@ -21,7 +21,7 @@ static const command commands[] = {
     {"run", cli_run, "run a job once, here"},
     {"check", cli_check, "compile and validate jobs and their schedules"},
     {"schedule", cmd_schedule, "validate a schedule, print its fire times"},
-    {"repl", repl_main, "interactive Lua with a job's ctx, for writing jobs"},
+    {"template", cmd_template, "write the deploy template for the jobs"},
     {"version", cli_version, "print the version"},
     {"lambda", lambda_main, "serve as an AWS Lambda custom runtime"},
     {NULL, NULL, NULL}};
