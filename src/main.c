@@ -10,6 +10,7 @@
 #include "cmd_template.h"
 #include "lambda.h"
 #include "log.h"
+#include "repl.h"
 
 typedef struct {
   const char *name;
@@ -22,6 +23,7 @@ static const command commands[] = {
     {"check", cli_check, "compile and validate jobs and their schedules"},
     {"schedule", cmd_schedule, "validate a schedule, print its fire times"},
     {"template", cmd_template, "write the deploy template for the jobs"},
+    {"repl", repl_main, "interactive Lua with a job's ctx, for writing jobs"},
     {"version", cli_version, "print the version"},
     {"lambda", lambda_main, "serve as an AWS Lambda custom runtime"},
     {NULL, NULL, NULL}};
