@@ -550,6 +550,19 @@ describe("the pool", function()
   end)
 end)
 
+describe("a lost connection", function()
+  it("raises Database.ConnectionError and stays closed", function()
+    local a, b = db.connect(""), db.connect("")
+    local pid = one(b, "SELECT pg_backend_pid() AS p").p
+    check.eq(one(a, "SELECT pg_terminate_backend($1) AS t", pid).t, true)
+    local err = check.fails(function() b:query("SELECT 1") end,
+      "Database.ConnectionError")
+    check.eq(err.type, "Database.ConnectionError")
+    check.fails(function() b:query("SELECT 1") end, "ConnectionError")
+    check.eq(one(a, "SELECT 1 AS ok").ok, 1)
+  end)
+end)
+
 describe("deadlines", function()
   it("cancel a running statement and fail the run with the timeout", function()
     local t0 = os.time()
