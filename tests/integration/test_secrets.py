@@ -7,6 +7,7 @@ with jhtest.Case, which fails a test whose captured output holds one."""
 import json
 import os
 import secrets as pysecrets
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import jhtest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fakes"))
 import fake_secretsmanager  # noqa: E402
+from fake_runtime_api import FakeRuntimeAPI  # noqa: E402
 
 ACCESS_KEY = "ASIAFAKEEXAMPLE"
 SECRET_KEY = "fake/secret+key"
@@ -495,6 +497,89 @@ return { run = function(ctx) return #ctx.secret("app/tls") end }"""
             self.assertEqual(body["errorType"], "Secrets.HttpError")
             self.assertIn("app/tls", body["errorMessage"])
         self.assertEqual(self.fake.calls, {})
+
+
+class WarmProcessTest(SecretsCase):
+    """Many runs in one process: `jobhost lambda` against the fake Lambda
+    Runtime API, as a warm Lambda environment serves invocation after
+    invocation."""
+
+    JOB = """
+return {
+  database = "db/lambda",
+  run = function(ctx)
+    local n = #ctx.secret("app/lambda")
+    local r = ctx.db:query("SELECT current_user AS who")[1]
+    return { n = n, who = r.who }
+  end,
+}"""
+
+    def setUp(self):
+        super().setUp()
+        self.password = new_password()
+        self.role("jh_lambda_user", self.password)
+        self.put("app/lambda", "l-" + pysecrets.token_hex(8))
+        self.put("db/lambda", self.db_secret("jh_lambda_user",
+                                             self.password))
+        self.write_job("warm", self.JOB)
+        self.api = FakeRuntimeAPI().start()
+        self.addCleanup(self.api.stop)
+        self.log_path = os.path.join(self.tmp, "runtime.log")
+        with open(self.log_path, "w") as out:
+            self.proc = subprocess.Popen(
+                [jhtest.BIN, "lambda"], stdout=out, stderr=subprocess.STDOUT,
+                env=self.sm_env(AWS_LAMBDA_RUNTIME_API=self.api.address,
+                                JOBHOST_LOG_LEVEL="debug"))
+
+    def tearDown(self):
+        """Stops the runtime first, so that its log is among the outputs
+        checked for secret values."""
+        self.stop_runtime()
+        super().tearDown()
+
+    def stop_runtime(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        with open(self.log_path, errors="replace") as f:
+            self.record(f.read())
+
+    def invoke(self):
+        post = self.api.wait_post(self.api.push({"job": "warm"}), 30)
+        self.assertEqual(post.kind, "response", post)
+        return post.json()
+
+    def test_fetched_once_however_many_runs(self):
+        for _ in range(12):
+            self.assertEqual(self.invoke(),
+                             {"n": 18, "who": "jh_lambda_user"})
+        self.assertEqual(self.fake.calls, {"app/lambda": 1, "db/lambda": 1})
+
+    def test_rotation_recovered_without_a_failed_run(self):
+        self.assertEqual(self.invoke()["who"], "jh_lambda_user")
+
+        # Rotate: the role gets a new password, the secret's AWSCURRENT
+        # names it, and the server closes the kept connection (as a
+        # rotation or a failover may), so the next run must log in anew
+        # while the cache still holds the old password.
+        new = new_password()
+        self.secrets.append(new)
+        jhtest.superuser_sql(
+            f'ALTER ROLE "jh_lambda_user" PASSWORD {sql_literal(new)}')
+        self.fake.put("db/lambda", self.db_secret("jh_lambda_user", new))
+        jhtest.superuser_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE usename = 'jh_lambda_user'")
+
+        for _ in range(3):
+            self.assertEqual(self.invoke()["who"], "jh_lambda_user")
+        # The first fetch, and one refresh after the refused login.
+        self.assertEqual(self.fake.calls["db/lambda"], 2)
+        self.assertEqual(self.fake.calls["app/lambda"], 1)
 
 
 class ProviderTest(SecretsCase):
