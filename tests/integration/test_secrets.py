@@ -602,6 +602,40 @@ end }""" % lua_string(value[::-1]))
         self.assertEqual(body, {"who": "jh_file_user", "ok": True})
         self.assertEqual(self.fake.calls, {})
 
+    def test_file_values_are_decoded_exactly(self):
+        path = os.path.join(self.tmp, "secrets.json")
+        with open(path, "w") as f:
+            f.write('{"u": "caf\\u00e9 \\ud83d\\ude00 \\"q\\"\\n",'
+                    ' "obj": {"port": 5432, "n": [1, 2.5, null]},'
+                    ' "u": "last one wins",'
+                    ' "u2": "caf\\u00e9 \\ud83d\\ude00 \\"q\\"\\n"}')
+        self.write_job("filevals", """
+return { run = function(ctx)
+  local u = ctx.secret("u2")
+  local o = ctx.secret("obj")
+  return { utf8 = u == "caf\\u{e9} \\u{1F600} \\"q\\"\\n",
+           last = ctx.secret("u") == "last one wins",
+           port = math.type(o.port), n2 = o.n[2],
+           n3 = o.n[3] == require("json").null }
+end }""")
+        env = self.sm_env(JOBHOST_SECRETS_FILE=path)
+        _, body, _ = self.run_job("filevals", env=env)
+        self.assertEqual(body, {"utf8": True, "last": True,
+                                "port": "integer", "n2": 2.5, "n3": True})
+
+    def test_malformed_file_is_an_error_without_its_text(self):
+        path = os.path.join(self.tmp, "secrets.json")
+        hidden = "h-" + pysecrets.token_hex(8)
+        self.secrets.append(hidden)
+        with open(path, "w") as f:
+            f.write('{"a": "' + hidden + '", "b": }')
+        _, body, _ = self.run_secret_job("filebad", """
+return { run = function(ctx) return ctx.secret("a") end }""",
+                                         env=self.sm_env(
+                                             JOBHOST_SECRETS_FILE=path),
+                                         expect_ok=False)
+        self.assertEqual(body["errorType"], "Secrets.FileError")
+
     def test_extension_provider(self):
         value = "e-" + pysecrets.token_hex(8)
         self.put("app/ext", value)
