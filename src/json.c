@@ -51,6 +51,7 @@
  * to-be-closed: a raised error frees it at once, through __close. */
 #include "json.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -61,6 +62,11 @@
 
 /* How deep arrays and objects may nest, encoding and decoding. */
 #define JSON_MAX_DEPTH 1000
+
+/* How many __columns names an encode call keeps at hand; the rare
+ * longer lists are read from the table each time. */
+#define JSON_COLS_MAX 256
+#define JSON_NO_RANK INT_MAX
 
 /* Storage inside the caller's frame before anything is allocated. */
 #define JSON_TEXT_INIT 2048
@@ -95,6 +101,31 @@ static const unsigned char json_byte_class[256] = {
 };
 
 static const char json_hex[] = "0123456789abcdef";
+
+/* The number of bytes at s, of at most n, that all have class 0, found
+ * eight at a time: a word passes when none of its bytes is below 0x20,
+ * a quote, a backslash or 0x80 and above. */
+static size_t plain_run(const unsigned char *s, size_t n)
+{
+  const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+  size_t i = 0;
+
+  while (n - i >= 8) {
+    uint64_t w, q, b;
+    memcpy(&w, s + i, 8);
+    q = w ^ (ones * '"');
+    b = w ^ (ones * '\\');
+    if (((w - ones * 0x20) | (q - ones) | (b - ones) | w) & high) {
+      /* Some byte may be special (the test has false alarms only on
+       * bytes that are): finish this word bytewise. */
+      break;
+    }
+    i += 8;
+  }
+  while (i < n && json_byte_class[s[i]] == 0)
+    i++;
+  return i;
+}
 
 /* ---- UTF-8 ------------------------------------------------------------ */
 
@@ -220,11 +251,16 @@ static size_t format_float(double d, char *out)
 
 /* ---- storage: frame first, then a to-be-closed box ------------------- */
 
-/* An entry of a key list being sorted. */
+/* A member of an object (or array) being written: its key, and where its
+ * text went, so that the members can be put in order afterwards. */
 typedef struct {
   const char *s;     /* a string key (anchored by its table), or NULL */
   size_t len;        /* the key's text length */
-  lua_Integer i;     /* an integer key; for a column, its __columns index */
+  lua_Integer i;     /* an integer key */
+  int rank;          /* its place in __columns, or JSON_NO_RANK */
+  size_t at;         /* where the member's text starts */
+  size_t value;      /* where its value starts */
+  size_t end;        /* where it ends */
   char digits[24];   /* an integer key as decimal text */
 } json_key;
 
@@ -425,14 +461,26 @@ typedef struct {
   lua_Integer index; /* the integer key or index being written */
 } json_frame;
 
+/* A name of the __columns list being followed. */
+typedef struct {
+  const char *s;     /* anchored by the list */
+  size_t len;
+  int plain;         /* written between quotes as it is */
+} json_column;
+
 typedef struct {
   lua_State *L;
   json_store st;
   int mt_slot;              /* the array metatable */
   int columns_slot;         /* the string "__columns" */
   int depth;                /* open tables */
-  const void *cols_checked; /* last __columns checked for repeats */
-  int cols_repeat;          /* whether it repeats a name */
+  const void *cols_table;   /* the __columns list cached in cols */
+  int cols_depth;           /* the depth of the table it was loaded for */
+  int ncols;                /* its length, or -1 when too long to cache */
+  json_column cols[JSON_COLS_MAX];
+  int by_rank_ready;          /* whether by_rank has been cleared */
+  int by_rank[JSON_COLS_MAX]; /* members by column place, or -1 */
+  int order[JSON_COLS_MAX];   /* members in column order */
   json_frame frames[JSON_MAX_DEPTH];
 } json_encoder;
 
@@ -538,15 +586,14 @@ static int encode_string(json_store *st, const char *str, size_t len)
   *out = '"';
   st->len++;
 
-  while (i < len) {
-    unsigned char c = s[i];
-    unsigned cls = json_byte_class[c];
+  for (;;) {
+    unsigned char c;
 
-    if (cls == 0) {
-      i++;
-      continue;
-    }
-    if (cls == 2) {
+    i += plain_run(s + i, len - i);
+    if (i == len)
+      break;
+    c = s[i];
+    if (json_byte_class[c] == 2) {
       size_t n = utf8_sequence(s + i, len - i);
       if (n == 0)
         return 0;
@@ -626,14 +673,18 @@ static int encode_in_order(json_encoder *e, int t, int marked)
   return 1;
 }
 
-/* Orders two keys by their text, bytewise. */
+/* Orders two members of an object: columns first in __columns order,
+ * then the others by their key text, bytewise. */
 static int key_compare(const json_key *a, const json_key *b)
 {
   const char *sa = a->s != NULL ? a->s : a->digits;
   const char *sb = b->s != NULL ? b->s : b->digits;
   size_t n = a->len < b->len ? a->len : b->len;
-  int r = memcmp(sa, sb, n);
+  int r;
 
+  if (a->rank != b->rank)
+    return a->rank < b->rank ? -1 : 1;
+  r = memcmp(sa, sb, n);
   if (r != 0)
     return r;
   return (a->len > b->len) - (a->len < b->len);
@@ -644,18 +695,26 @@ static int key_compare_q(const void *a, const void *b)
   return key_compare(a, b);
 }
 
-/* Sorts n keys: insertion sort for the short lists objects usually
- * have, qsort beyond. */
-static void sort_keys(json_key *k, size_t n)
+static int index_compare_q(const void *a, const void *b)
+{
+  lua_Integer x = ((const json_key *)a)->i, y = ((const json_key *)b)->i;
+
+  return (x > y) - (x < y);
+}
+
+/* Sorts n members, by key or by integer index: insertion sort for the
+ * short lists objects usually have, qsort beyond. */
+static void sort_keys(json_key *k, size_t n, int by_index)
 {
   if (n > 16) {
-    qsort(k, n, sizeof *k, key_compare_q);
+    qsort(k, n, sizeof *k, by_index ? index_compare_q : key_compare_q);
     return;
   }
   for (size_t i = 1; i < n; i++) {
     json_key tmp = k[i];
     size_t j = i;
-    while (j > 0 && key_compare(&k[j - 1], &tmp) > 0) {
+    while (j > 0 && (by_index ? index_compare_q(&k[j - 1], &tmp)
+                              : key_compare(&k[j - 1], &tmp)) > 0) {
       k[j] = k[j - 1];
       j--;
     }
@@ -663,292 +722,267 @@ static void sort_keys(json_key *k, size_t n)
   }
 }
 
-/* Raises for the key on top of the stack, of a type no object key can
- * have (a float, a boolean, a table...), naming its type. */
-JSON_NORETURN static void encode_bad_key(json_encoder *e)
+/* Raises for the key at idx, of a type no object key can have (a float,
+ * a boolean, a table...), naming its type. */
+JSON_NORETURN static void encode_bad_key(json_encoder *e, int idx)
 {
   char what[64];
 
-  if (lua_type(e->L, -1) == LUA_TNUMBER)
+  if (lua_type(e->L, idx) == LUA_TNUMBER)
     snprintf(what, sizeof what, "table key %.17g is not an integer",
-             (double)lua_tonumber(e->L, -1));
+             (double)lua_tonumber(e->L, idx));
   else
     snprintf(what, sizeof what, "table key of type %s",
-             luaL_typename(e->L, -1));
+             luaL_typename(e->L, idx));
   encode_fail(e, e->depth - 1, what);
 }
 
-/* Writes the keys entries [from, st.nkeys) of table t, sorted, each
- * preceded by a comma when comma is set, then drops them from the list.
- * Two keys with the same text are an error. */
-static void encode_sorted(json_encoder *e, int t, size_t from, int comma)
+/* Raises for __columns[i] of the innermost table, not a string. */
+JSON_NORETURN static void encode_bad_column(json_encoder *e, lua_Integer i)
+{
+  char what[64];
+
+  snprintf(what, sizeof what, "__columns[%lld] is not a string",
+           (long long)i);
+  encode_fail(e, e->depth - 1, what);
+}
+
+/* Makes the __columns list cols the one at hand: its names are kept in
+ * e->cols for the rest of the call (query rows share one list). */
+static void columns_load(json_encoder *e, int cols)
 {
   lua_State *L = e->L;
-  json_store *st = &e->st;
-  json_frame *f = &e->frames[e->depth - 1];
-  size_t n = st->nkeys - from;
+  const void *p = lua_topointer(L, cols);
+  lua_Unsigned m;
 
-  for (size_t i = from; i < st->nkeys; i++)
-    if (st->keys[i].s == NULL)
-      st->keys[i].len = format_integer(st->keys[i].i, st->keys[i].digits);
-  sort_keys(st->keys + from, n);
+  e->cols_depth = e->depth;
+  if (p == e->cols_table)
+    return;
+  m = lua_rawlen(L, cols);
+  e->cols_table = p;
+  e->ncols = -1;
+  if (m > JSON_COLS_MAX)
+    return;
 
-  for (size_t i = from; i < st->nkeys; i++) {
-    /* The list may move as nested tables add keys: index, not pointer. */
-    json_key k = st->keys[i];
-
-    if (i > from && key_compare(&st->keys[i - 1], &k) == 0) {
-      /* Only an integer key and a string key can share their text. */
-      f->key = k.s != NULL ? k.s : st->keys[i - 1].s;
-      f->key_len = k.len;
-      encode_fail(e, e->depth, "an integer key has the same text");
+  for (int j = 0; j < (int)m; j++) {
+    json_column *c = &e->cols[j];
+    if (lua_rawgeti(L, cols, j + 1) != LUA_TSTRING) {
+      e->cols_table = NULL;
+      encode_bad_column(e, j + 1);
     }
-    if (comma || i > from)
-      store_putc(st, ',');
-    if (k.s != NULL) {
-      f->key = k.s;
-      f->key_len = k.len;
-      encode_key(e, k.s, k.len);
-      lua_pushlstring(L, k.s, k.len);
-      lua_rawget(L, t);
-    } else {
-      f->key = NULL;
-      f->index = k.i;
-      store_putc(st, '"');
-      store_put(st, k.digits, k.len);
-      store_put(st, "\":", 2);
-      lua_rawgeti(L, t, k.i);
-    }
-    encode_value(e, lua_gettop(L));
+    c->s = lua_tolstring(L, -1, &c->len);
+    c->plain = plain_run((const unsigned char *)c->s, c->len) == c->len;
     lua_pop(L, 1);
   }
-  st->nkeys = from;
+  e->ncols = (int)m;
 }
 
-/* Whether the string s is one of the column names in keys[from, to). */
-static int is_column(const json_store *st, size_t from, size_t to,
-                     const char *s, size_t len)
+/* Loads cols again when a nested row brought its own list meanwhile;
+ * returns 1. */
+static int columns_again(json_encoder *e, int cols)
 {
-  for (size_t i = from; i < to; i++) {
-    const json_key *c = &st->keys[i];
-    if (c->len == len && (c->s == s || memcmp(c->s, s, len) == 0))
-      return 1;
-  }
-  return 0;
-}
-
-/* Reads __columns[i] (a string) and returns it, leaving it pushed. */
-static const char *column_name(json_encoder *e, int cols, lua_Integer i,
-                               size_t *len)
-{
-  if (lua_rawgeti(e->L, cols, i) != LUA_TSTRING) {
-    char what[64];
-    snprintf(what, sizeof what, "__columns[%lld] is not a string",
-             (long long)i);
-    encode_fail(e, e->depth - 1, what);
-  }
-  return lua_tolstring(e->L, -1, len);
-}
-
-/* Whether the __columns list cols names a column twice. Checked once per
- * list and encode call: query rows share one list. */
-static int columns_repeat(json_encoder *e, int cols, lua_Integer m)
-{
-  lua_State *L = e->L;
-  json_store *st = &e->st;
-  size_t from = st->nkeys;
-
-  if (lua_topointer(L, cols) == e->cols_checked)
-    return e->cols_repeat;
-
-  e->cols_repeat = 0;
-  for (lua_Integer i = 1; i <= m; i++) {
-    size_t len;
-    const char *s = column_name(e, cols, i, &len);
-    if (is_column(st, from, st->nkeys, s, len))
-      e->cols_repeat = 1;
-    json_key *k = store_push_key(st);
-    k->s = s;
-    k->len = len;
-    lua_pop(L, 1);
-  }
-  st->nkeys = from;
-  e->cols_checked = lua_topointer(L, cols);
-  return e->cols_repeat;
-}
-
-/* Writes the keys of t that are not columns, after the columns: collects
- * the column names, then the other keys, and writes those sorted. */
-static void encode_other_keys(json_encoder *e, int t, int cols,
-                              lua_Integer m)
-{
-  lua_State *L = e->L;
-  json_store *st = &e->st;
-  size_t from = st->nkeys, others;
-
-  for (lua_Integer i = 1; i <= m; i++) {
-    size_t len;
-    json_key *k;
-    const char *s = column_name(e, cols, i, &len);
-    k = store_push_key(st);
-    k->s = s;
-    k->len = len;
-    lua_pop(L, 1);
-  }
-  others = st->nkeys;
-
-  lua_pushnil(L);
-  while (lua_next(L, t)) {
-    json_key *k;
-    lua_pop(L, 1);
-    if (lua_type(L, -1) == LUA_TSTRING) {
-      size_t len;
-      const char *s = lua_tolstring(L, -1, &len);
-      if (is_column(st, from, others, s, len))
-        continue;
-      k = store_push_key(st);
-      k->s = s;
-      k->len = len;
-    } else if (lua_isinteger(L, -1)) {
-      k = store_push_key(st);
-      k->s = NULL;
-      k->i = lua_tointeger(L, -1);
-      k->len = format_integer(k->i, k->digits);
-      if (is_column(st, from, others, k->digits, k->len)) {
-        /* A column written already, if the table has it as a string. */
-        lua_pushlstring(L, k->digits, k->len);
-        if (lua_rawget(L, t) != LUA_TNIL) {
-          json_frame *f = &e->frames[e->depth - 1];
-          f->key = NULL;
-          f->index = k->i;
-          encode_fail(e, e->depth, "a string key has the same text");
-        }
-        lua_pop(L, 1);
-      }
-    } else {
-      encode_bad_key(e);
-    }
-  }
-
-  /* Move the others down over the column names, then write them. */
-  memmove(st->keys + from, st->keys + others,
-          (st->nkeys - others) * sizeof(json_key));
-  st->nkeys = from + (st->nkeys - others);
-  encode_sorted(e, t, from, 1);
-}
-
-/* Writes t as an object led by its columns, when at least one of them is
- * a key of t; returns 0 without writing anything otherwise. */
-static int encode_row(json_encoder *e, int t, int cols)
-{
-  lua_State *L = e->L;
-  json_frame *f = &e->frames[e->depth - 1];
-  lua_Integer m = (lua_Integer)lua_rawlen(L, cols);
-  lua_Integer present = 0, keys = 0;
-  int repeat = columns_repeat(e, cols, m);
-
-  for (lua_Integer i = 1; i <= m; i++) {
-    size_t len;
-    const char *s = column_name(e, cols, i, &len);
-
-    if (repeat) {
-      /* Only the first mention of a name writes it. */
-      int seen = 0;
-      for (lua_Integer j = 1; j < i && !seen; j++) {
-        size_t jlen;
-        const char *js = column_name(e, cols, j, &jlen);
-        seen = jlen == len && memcmp(js, s, len) == 0;
-        lua_pop(L, 1);
-      }
-      if (seen) {
-        lua_pop(L, 1);
-        continue;
-      }
-    }
-
-    /* The name stays anchored by __columns while the value is used. */
-    if (lua_rawget(L, t) == LUA_TNIL) {
-      lua_pop(L, 1);
-      continue;
-    }
-    store_putc(&e->st, present++ == 0 ? '{' : ',');
-    f->key = s;
-    f->key_len = len;
-    encode_key(e, s, len);
-    encode_value(e, lua_gettop(L));
-    lua_pop(L, 1);
-  }
-  if (present == 0)
-    return 0;
-
-  /* Usually the columns are all the keys; count to be sure. */
-  lua_pushnil(L);
-  while (lua_next(L, t)) {
-    lua_pop(L, 1);
-    keys++;
-  }
-  if (keys != present)
-    encode_other_keys(e, t, cols, m);
-  store_putc(&e->st, '}');
+  if (e->cols_depth != e->depth)
+    columns_load(e, cols);
   return 1;
 }
 
-/* The general case, for tables whose keys are not 1..n in traversal
- * order: one pass classifies the keys, then t is written as an array by
- * index or as an object with sorted keys. */
-static void encode_general(json_encoder *e, int t, int marked)
+/* The place of the key s in the __columns list cols (its first mention),
+ * or JSON_NO_RANK. Interned names usually match by address. */
+static int column_rank(json_encoder *e, int cols, const char *s, size_t len)
+{
+  lua_State *L = e->L;
+  lua_Integer m;
+
+  columns_again(e, cols);
+  for (int j = 0; j < e->ncols; j++) {
+    const json_column *c = &e->cols[j];
+    if (c->len == len && (c->s == s || memcmp(c->s, s, len) == 0))
+      return j;
+  }
+  if (e->ncols >= 0)
+    return JSON_NO_RANK;
+
+  m = (lua_Integer)lua_rawlen(L, cols);
+  for (lua_Integer j = 1; j <= m; j++) {
+    size_t n;
+    const char *c;
+    if (lua_rawgeti(L, cols, j) != LUA_TSTRING)
+      encode_bad_column(e, j);
+    c = lua_tolstring(L, -1, &n);
+    lua_pop(L, 1);
+    if (n == len && memcmp(c, s, len) == 0)
+      return j - 1 < INT_MAX ? (int)(j - 1) : JSON_NO_RANK;
+  }
+  return JSON_NO_RANK;
+}
+
+/* Writes the key of member k and its colon; the key is in its frame
+ * already, for the path. */
+static void encode_member_key(json_encoder *e, const json_key *k)
+{
+  json_store *st = &e->st;
+  const char *s = k->s != NULL ? k->s : k->digits;
+  char *out;
+
+  if (k->s != NULL && !(k->rank < e->ncols && e->cols[k->rank].plain)) {
+    encode_key(e, k->s, k->len);
+    return;
+  }
+  out = store_reserve(st, k->len + 3);
+  out[0] = '"';
+  memcpy(out + 1, s, k->len);
+  out[k->len + 1] = '"';
+  out[k->len + 2] = ':';
+  st->len += k->len + 3;
+}
+
+/* Rewrites the members of a table, written from start on in traversal
+ * order, in the order of their entries from the key list (or of the
+ * entry numbers in order, when given): as an array of their values, or
+ * as an object. The text is copied once past its end and written back,
+ * so the two never overlap. */
+static void reorder_members(json_store *st, size_t from, size_t start,
+                            int array, const int *order)
+{
+  size_t size = st->len - start, tail, n = st->nkeys - from;
+  char *text;
+
+  store_reserve(st, size + 1);
+  text = st->text;
+  tail = st->len;
+  memcpy(text + tail, text + start, size);
+
+  st->len = start;
+  text[st->len++] = array ? '[' : '{';
+  for (size_t j = 0; j < n; j++) {
+    const json_key *k = &st->keys[from + (order ? (size_t)order[j] : j)];
+    size_t at = array ? k->value : k->at;
+    if (j > 0)
+      text[st->len++] = ',';
+    memcpy(text + st->len, text + tail + (at - start), k->end - at);
+    st->len += k->end - at;
+  }
+  text[st->len++] = array ? ']' : '}';
+}
+
+/* Puts the count members from the key list's entry from on in column
+ * order, when all of them are columns, into e->order; returns 0 when
+ * some are not (or two share a column). */
+static int order_by_rank(json_encoder *e, size_t from, size_t count)
+{
+  const json_key *k = e->st.keys + from;
+  size_t n = 0, j;
+  int ok = 1;
+
+  if (!e->by_rank_ready) {
+    for (int r = 0; r < JSON_COLS_MAX; r++)
+      e->by_rank[r] = -1;
+    e->by_rank_ready = 1;
+  }
+  for (j = 0; j < count && ok; j++) {
+    int r = k[j].rank;
+    ok = r < e->ncols && e->by_rank[r] < 0;
+    if (ok)
+      e->by_rank[r] = (int)j;
+  }
+  /* Collect in column order, leaving by_rank all -1 again. */
+  for (int r = 0; r < e->ncols; r++) {
+    if (e->by_rank[r] >= 0) {
+      e->order[n++] = e->by_rank[r];
+      e->by_rank[r] = -1;
+    }
+  }
+  return ok;
+}
+
+/* Writes a table whose keys do not come as 1..n in traversal order (an
+ * object, mostly). One pass writes each member as it comes and notes
+ * where; then the table is put out as an array when its keys are exactly
+ * 1..n, else as an object in key order, reordering the text only when
+ * the traversal order was not that order already. */
+static void encode_members(json_encoder *e, int t, int marked, int cols)
 {
   lua_State *L = e->L;
   json_store *st = &e->st;
   json_frame *f = &e->frames[e->depth - 1];
-  size_t from = st->nkeys;
-  lua_Integer count = 0, max = 0;
-  int sequence = 1;
+  size_t from = st->nkeys, start = st->len, count = 0;
+  lua_Integer max = 0;
+  int sequence = 1, ordered = 1;
+
+  if (cols)
+    columns_load(e, cols);
+  store_putc(st, '{');
 
   lua_pushnil(L);
   while (lua_next(L, t)) {
-    json_key *k;
-    lua_pop(L, 1);
-    if (lua_type(L, -1) == LUA_TSTRING) {
-      k = store_push_key(st);
-      k->s = lua_tolstring(L, -1, &k->len);
+    json_key *k = store_push_key(st);
+
+    if (count > 0)
+      store_putc(st, ',');
+    k->at = st->len;
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      k->s = lua_tolstring(L, -2, &k->len);
+      f->key = k->s;
+      f->key_len = k->len;
       sequence = 0;
-    } else if (lua_isinteger(L, -1)) {
-      k = store_push_key(st);
+    } else if (lua_isinteger(L, -2)) {
       k->s = NULL;
-      k->i = lua_tointeger(L, -1);
+      k->i = lua_tointeger(L, -2);
+      k->len = format_integer(k->i, k->digits);
+      f->key = NULL;
+      f->index = k->i;
       if (k->i < 1)
         sequence = 0;
       else if (k->i > max)
         max = k->i;
     } else {
-      encode_bad_key(e);
+      encode_bad_key(e, -2);
     }
+    k->rank = cols ? column_rank(e, cols, k->s != NULL ? k->s : k->digits,
+                                 k->len)
+                   : JSON_NO_RANK;
+    encode_member_key(e, k);
+    k->value = st->len;
+
+    /* Nested tables use the key list too and may move it. */
+    encode_value(e, lua_gettop(L));
+    k = &st->keys[from + count];
+    k->end = st->len;
+    if (count > 0 && ordered && key_compare(k - 1, k) >= 0)
+      ordered = 0;
+    lua_pop(L, 1);
     count++;
   }
 
-  if (sequence && max == count) {
-    st->nkeys = from;
-    store_putc(st, '[');
-    for (lua_Integer i = 1; i <= count; i++) {
-      if (i > 1)
-        store_putc(st, ',');
-      f->key = NULL;
-      f->index = i;
-      lua_rawgeti(L, t, i);
-      encode_value(e, lua_gettop(L));
-      lua_pop(L, 1);
-    }
-    store_putc(st, ']');
-    return;
-  }
-  if (marked)
+  if (count == 0) {
+    st->len = start;
+    store_put(st, marked ? "[]" : "{}", 2);
+  } else if (sequence && (lua_Integer)count == max) {
+    sort_keys(st->keys + from, count, 1);
+    reorder_members(st, from, start, 1, NULL);
+  } else if (marked) {
     encode_fail(e, e->depth - 1,
                 "array (json.array) has keys other than 1..n");
-
-  store_putc(st, '{');
-  encode_sorted(e, t, from, 0);
-  store_putc(st, '}');
+  } else if (ordered) {
+    store_putc(st, '}');
+  } else if (cols && columns_again(e, cols) &&
+             order_by_rank(e, from, count)) {
+    /* A query row: its columns, in order, with nothing else. */
+    reorder_members(st, from, start, 0, e->order);
+  } else {
+    json_key *k = st->keys + from;
+    sort_keys(k, count, 0);
+    for (size_t j = 1; j < count; j++) {
+      if (key_compare(&k[j - 1], &k[j]) == 0) {
+        /* Only an integer key and a string key share their text. */
+        f->key = k[j].s != NULL ? k[j].s : k[j - 1].s;
+        f->key_len = k[j].len;
+        encode_fail(e, e->depth, "an integer key has the same text");
+      }
+    }
+    reorder_members(st, from, start, 0, NULL);
+  }
+  st->nkeys = from;
 }
 
 /* Writes the table at t, checking depth and cycles first. */
@@ -981,8 +1015,10 @@ static void encode_table(json_encoder *e, int t)
     }
   }
 
-  if (!(cols && encode_row(e, t, cols)) && !encode_in_order(e, t, marked))
-    encode_general(e, t, marked);
+  /* Query rows (with __columns) are objects; anything else is first
+   * tried as the common array. */
+  if (cols || !encode_in_order(e, t, marked))
+    encode_members(e, t, marked, cols);
 
   e->depth--;
   lua_settop(L, base);
@@ -1049,8 +1085,10 @@ const char *json_encode(lua_State *L, int idx, size_t *len)
   luaL_checkstack(L, 6, "json.encode");
   e.L = L;
   e.depth = 0;
-  e.cols_checked = NULL;
-  e.cols_repeat = 0;
+  e.cols_table = NULL;
+  e.cols_depth = -1;
+  e.ncols = 0;
+  e.by_rank_ready = 0;
   store_init(&e.st, L);
   push_array_mt(L);
   e.mt_slot = lua_gettop(L);
@@ -1265,9 +1303,7 @@ static void decode_string(json_decoder *d)
   for (;;) {
     unsigned c;
 
-    /* The fast scan over bytes that stand for themselves. */
-    while (p < d->end && json_byte_class[*p] == 0)
-      p++;
+    p += plain_run(p, (size_t)(d->end - p));
     if (p == d->end)
       decode_fail(d, open, "unterminated string");
 
