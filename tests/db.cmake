@@ -13,10 +13,17 @@ add_custom_target(bench-rows
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/with_pg.sh ${PG_ENV}
     $<TARGET_FILE:bench_rows> --mode copy
   DEPENDS bench_rows USES_TERMINAL)
+# Under the sanitizers freed memory sits in quarantine, so RSS says
+# nothing there: the runs only have to succeed.
+if(JOBHOST_SANITIZE)
+  set(BENCH_ROWS_CHECK)
+else()
+  set(BENCH_ROWS_CHECK --check 64)
+endif()
 foreach(mode rows copy)
   add_test(NAME bench.${mode}
     COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/with_pg.sh ${PG_ENV}
-      $<TARGET_FILE:bench_rows> --mode ${mode} --check 64)
+      $<TARGET_FILE:bench_rows> --mode ${mode} ${BENCH_ROWS_CHECK})
   set_tests_properties(bench.${mode} PROPERTIES FIXTURES_REQUIRED pg
     TIMEOUT 300 LABELS db)
 endforeach()
