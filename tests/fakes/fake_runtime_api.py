@@ -234,8 +234,9 @@ class RuntimeHandler(BaseHTTPRequestHandler):
         step.deadline_sent = deadline
         with fake.cond:
             fake.by_id[step.request_id] = step
-        self.reply(200, step.body, headers)
+        # Taken before the write, so served-to-posted times include it.
         step.served_at = time.monotonic()
+        self.reply(200, step.body, headers)
 
     def do_POST(self):
         fake = self.fake
