@@ -1461,7 +1461,10 @@ static db_conn *connect_secret(lua_State *L, const char *id)
     db_conn *c = NULL;
     size_t n = 0, i, k = 0;
 
-    if (secrets_db_params_get(id, modes[m], &p, &err) != 0) {
+    if (secrets_db_params_get_until(id, modes[m], host_get(L)->deadline_ms,
+                                    &p, &err) != 0) {
+      if (host_remaining_ms(L) <= 0)
+        raise_status(L, NULL, DB_TIMEOUT);
       if (m == 0) {
         host_push_error(L, err.type, err.message);
         lua_error(L);
