@@ -402,8 +402,8 @@ class DatabaseTest(SecretsCase):
         holder = subprocess.Popen(
             [jhtest.PSQL, "-h", pg["PGSOCKETDIR"], "-p", pg["PGPORT"],
              "-U", "postgres", "-d", pg["PGDATABASE"], "-qAtX"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, text=True)
         self.addCleanup(holder.kill)
         holder.stdin.write("SELECT pg_advisory_lock(774411);\n")
         holder.stdin.flush()
@@ -432,7 +432,8 @@ return {
             f'ALTER ROLE "jh_secret_user" PASSWORD {sql_literal(new)}')
         self.fake.put("db/warm", self.db_secret("jh_secret_user", new))
         holder.stdin.write("SELECT pg_advisory_unlock(774411);\n\\q\n")
-        holder.stdin.flush()
+        holder.stdin.close()
+        holder.wait(30)
         out, err = run.communicate(timeout=60)
         self.record(out, err)
         self.assertEqual(run.returncode, 0, err)
