@@ -473,13 +473,13 @@ static void write_parameters(jw *w, const plan *p)
   jw_obj(w, "Parameters");
   if (!p->sam) {
     write_parameter(w, "CodeBucket", "String", "", NULL,
-                    "S3 bucket holding jobhost-lambda.zip (zip "
-                    "deployments; leave empty with ImageUri)");
+                    "S3 bucket holding jobhost-lambda.zip; empty "
+                    "to deploy the image in ImageUri instead");
     write_parameter(w, "CodeKey", "String", "jobhost-lambda.zip", NULL,
                     "S3 key of the zip in CodeBucket");
     write_parameter(w, "ImageUri", "String", "", NULL,
-                    "ECR image URI (image deployments); when set, the "
-                    "function runs the image instead of the zip");
+                    "ECR image URI, used when CodeBucket is empty "
+                    "(image deployments)");
   }
   write_parameter(w, "SubnetIds", "CommaDelimitedList", "", NULL,
                   "Subnets that reach the databases (empty: no VPC)");
@@ -493,36 +493,40 @@ static void write_parameters(jw *w, const plan *p)
   jw_end_obj(w);
 }
 
-static void write_conditions(jw *w, const plan *p)
+/* Condition name: true when the parameter is not empty. A list
+ * parameter is joined first, since Fn::Equals compares strings. */
+static void write_not_empty(jw *w, const char *name, const char *parameter,
+                            int list)
 {
-  jw_obj(w, "Conditions");
-  jw_obj(w, "UseVpc");
+  jw_obj(w, name);
   jw_open(w, "Fn::Not", '[', 1);
   jw_open(w, NULL, '{', 1);
   jw_open(w, "Fn::Equals", '[', 1);
-  jw_open(w, NULL, '{', 1);
-  jw_open(w, "Fn::Join", '[', 1);
-  jw_str(w, NULL, "");
-  jw_ref(w, NULL, "SubnetIds");
-  jw_end_arr(w);
-  jw_end_obj(w);
-  jw_str(w, NULL, "");
-  jw_end_arr(w);
-  jw_end_obj(w);
-  jw_end_arr(w);
-  jw_end_obj(w);
-  if (!p->sam) {
-    jw_obj(w, "UseImage");
-    jw_open(w, "Fn::Not", '[', 1);
+  if (list) {
     jw_open(w, NULL, '{', 1);
-    jw_open(w, "Fn::Equals", '[', 1);
-    jw_ref(w, NULL, "ImageUri");
+    jw_open(w, "Fn::Join", '[', 1);
     jw_str(w, NULL, "");
+    jw_ref(w, NULL, parameter);
     jw_end_arr(w);
     jw_end_obj(w);
-    jw_end_arr(w);
-    jw_end_obj(w);
+  } else {
+    jw_ref(w, NULL, parameter);
   }
+  jw_str(w, NULL, "");
+  jw_end_arr(w);
+  jw_end_obj(w);
+  jw_end_arr(w);
+  jw_end_obj(w);
+}
+
+/* UseVpc: subnets were given. UseZip (CloudFormation): a code bucket was
+ * given, so the function runs the zip; otherwise the image. */
+static void write_conditions(jw *w, const plan *p)
+{
+  jw_obj(w, "Conditions");
+  write_not_empty(w, "UseVpc", "SubnetIds", 1);
+  if (!p->sam)
+    write_not_empty(w, "UseZip", "CodeBucket", 0);
   jw_end_obj(w);
 }
 
@@ -591,26 +595,26 @@ static void write_function(jw *w, const plan *p)
     jw_str(w, "Runtime", "provided.al2023");
     jw_str(w, "Handler", "jobhost");
   } else {
-    jw_if(w, "PackageType", "UseImage", 1);
-    jw_str(w, NULL, "Image");
+    jw_if(w, "PackageType", "UseZip", 1);
     jw_str(w, NULL, "Zip");
+    jw_str(w, NULL, "Image");
     jw_end_if(w);
-    jw_if(w, "Code", "UseImage", 0);
-    jw_open(w, NULL, '{', 1);
-    jw_ref(w, "ImageUri", "ImageUri");
-    jw_end_obj(w);
+    jw_if(w, "Code", "UseZip", 0);
     jw_open(w, NULL, '{', 1);
     jw_ref(w, "S3Bucket", "CodeBucket");
     jw_ref(w, "S3Key", "CodeKey");
     jw_end_obj(w);
+    jw_open(w, NULL, '{', 1);
+    jw_ref(w, "ImageUri", "ImageUri");
+    jw_end_obj(w);
     jw_end_if(w);
-    jw_if(w, "Runtime", "UseImage", 1);
-    jw_novalue(w, NULL);
+    jw_if(w, "Runtime", "UseZip", 1);
     jw_str(w, NULL, "provided.al2023");
-    jw_end_if(w);
-    jw_if(w, "Handler", "UseImage", 1);
     jw_novalue(w, NULL);
+    jw_end_if(w);
+    jw_if(w, "Handler", "UseZip", 1);
     jw_str(w, NULL, "jobhost");
+    jw_novalue(w, NULL);
     jw_end_if(w);
     jw_getatt(w, "Role", "JobsRole", "Arn");
   }
