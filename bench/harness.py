@@ -1,0 +1,495 @@
+"""harness.py: runs jobhost's benchmarks side by side with the reference
+implementations and prints a table of medians, ratios and peak RSS.
+
+bench/run.sh installs and builds what is needed and then runs this under
+/usr/bin/python3; run it directly only with a built binary:
+
+  /usr/bin/python3 bench/harness.py --jobhost build-bench/jobhost
+      [--runs N] [--quick] [--only GROUP,...] [--json FILE]
+
+It starts a throwaway PostgreSQL 15 (tests/pg.sh) and the fake Secrets
+Manager (tests/fakes/fake_secretsmanager.py), loads the data
+(bench/sql/), stores the database's credentials as the secret bench/db,
+then for each group of cases runs every implementation once to warm up
+and N times (default 5) measured, in rotating order so that they share
+the machine's moods. Each run is one process started with posix_spawn and
+reaped with wait4: its wall time from spawn to exit, its CPU time and its
+peak RSS (ru_maxrss, through /usr/bin/time) come from that. Every run's output is checked (the
+same result or checksum from every implementation), so a failing case
+never passes for a fast one.
+"""
+import argparse
+import collections
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+PSQL = "/usr/lib/postgresql/15/bin/psql"
+PYTHON = "/usr/bin/python3"
+TIME = "/usr/bin/time"
+NODE = shutil.which("node") or "/usr/bin/node"
+SECRET_ID = "bench/db"
+ACCESS_KEY = "AKIDBENCHFAKE"
+SECRET_KEY = "bench-fake-secret-key"
+REGION = "us-east-1"
+PURGE_SQL = """DELETE FROM bench_events
+ WHERE id IN (SELECT id FROM bench_events
+               WHERE created_at < now() - '90 days'::interval
+               ORDER BY id
+               LIMIT 5000);
+"""
+ROWS_SQL = "SELECT id, amount, customer, created_at, note FROM bench_rows"
+PURGE_BATCH = 5000
+
+
+class Failure(Exception):
+    """A run that did not produce the expected result."""
+
+
+# One measured process: wall and CPU milliseconds, peak RSS in KiB, its
+# exit status and the text it printed.
+Run = collections.namedtuple("Run", "wall_ms cpu_ms rss_kb status out err")
+
+
+def spawn(argv, env, work, stdout_null=False):
+    """Runs argv to its end and measures it. Output goes to files in work
+    (or stdout to /dev/null), read back afterwards.
+
+    The process is started through /usr/bin/time, and its peak RSS is the
+    one time reports: a child forked from this Python process would
+    inherit its resident size into ru_maxrss, one forked from the small
+    time binary does not."""
+    out_path = os.path.join(work, "run.out")
+    err_path = os.path.join(work, "run.err")
+    rss_path = os.path.join(work, "run.rss")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, "/dev/null" if stdout_null else out_path,
+         flags, 0o644),
+        (os.POSIX_SPAWN_OPEN, 2, err_path, flags, 0o644),
+    ]
+    argv = [TIME, "-q", "-f", "%M", "-o", rss_path, *argv]
+    t0 = time.perf_counter()
+    pid = os.posix_spawn(TIME, argv, env, file_actions=actions)
+    _, status, usage = os.wait4(pid, 0)
+    wall_ms = (time.perf_counter() - t0) * 1000.0
+    cpu_ms = (usage.ru_utime + usage.ru_stime) * 1000.0
+    out = "" if stdout_null else open(out_path, errors="replace").read()
+    err = open(err_path, errors="replace").read()
+    try:
+        rss_kb = int(open(rss_path).read().split()[-1])
+    except (OSError, ValueError, IndexError):
+        rss_kb = 0
+    return Run(wall_ms, cpu_ms, rss_kb, os.waitstatus_to_exitcode(status),
+               out, err)
+
+
+def last_json(text):
+    """The last line of text that parses as a JSON object."""
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    raise Failure("no JSON result in the output")
+
+
+class Case:
+    """One implementation of one group: how to start it, what to do
+    before each run (untimed), and how to check its output."""
+
+    def __init__(self, impl, argv, env, check, before=None,
+                 stdout_null=False, metric=None):
+        self.impl = impl
+        self.argv = argv
+        self.env = env
+        self.check = check
+        self.before = before
+        self.stdout_null = stdout_null
+        self.metric = metric  # from the result: an in-process time in ms
+        self.runs = []
+        self.metrics = []
+        self.failed = None
+
+
+class Group:
+    """Cases compared with each other; floor names the baseline case."""
+
+    def __init__(self, key, title, cases, floor):
+        self.key = key
+        self.title = title
+        self.cases = cases
+        self.floor = floor
+
+
+class Bench:
+    """The whole session: the database, the fake, the groups, the table."""
+
+    def __init__(self, args):
+        self.args = args
+        self.quick = args.quick
+        self.rows = 100000 if self.quick else 1000000
+        self.purge = 10000 if self.quick else 100000
+        self.json_rows = 10000 if self.quick else 100000
+        self.runs = args.runs if args.runs else (1 if self.quick else 5)
+        self.work = tempfile.mkdtemp(prefix="jobhost-bench.")
+        os.chmod(self.work, 0o755)
+        self.pgdir = os.path.join(self.work, "pg")
+        self.fake = None
+        self.pgenv = {}
+        self.groups = []
+
+    # -- setup -----------------------------------------------------------
+
+    def base_env(self):
+        return {"PATH": "/usr/local/bin:/usr/bin:/bin",
+                "HOME": os.environ.get("HOME", "/root"),
+                "LANG": "C.UTF-8", "TZ": "UTC"}
+
+    def aws_env(self):
+        env = self.base_env()
+        env.update({"AWS_ENDPOINT_URL": self.fake_url,
+                    "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
+                    "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+                    "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+                    "AWS_EC2_METADATA_DISABLED": "true",
+                    "BENCH_SECRET_ID": SECRET_ID,
+                    "NODE_PATH": os.path.join(BENCH, "node", "node_modules"),
+                    "JOBHOST_JOBS": os.path.join(BENCH, "jobs")})
+        return env
+
+    def db_env(self):
+        env = self.base_env()
+        env.update(self.pgenv)
+        env.update({"NODE_PATH": os.path.join(BENCH, "node", "node_modules"),
+                    "JOBHOST_JOBS": os.path.join(BENCH, "jobs")})
+        return env
+
+    def psql(self, *args):
+        env = dict(os.environ)
+        env.update(self.pgenv)
+        subprocess.run([PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", *args],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+
+    def psql_value(self, sql):
+        env = dict(os.environ)
+        env.update(self.pgenv)
+        return subprocess.run([PSQL, "-X", "-Atc", sql], env=env, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    def start(self):
+        log("starting PostgreSQL 15 in %s" % self.pgdir)
+        env = dict(os.environ, PG_DATABASE="bench")
+        subprocess.run(["sh", os.path.join(ROOT, "tests", "pg.sh"), "start",
+                        self.pgdir], env=env, check=True)
+        with open(os.path.join(self.pgdir, "env")) as f:
+            for line in f:
+                k, _, v = line.strip().partition("=")
+                if k in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD",
+                         "PGDATABASE"):
+                    self.pgenv[k] = v
+
+        port_file = os.path.join(self.work, "fake.port")
+        self.fake = subprocess.Popen(
+            [PYTHON, os.path.join(ROOT, "tests", "fakes",
+                                  "fake_secretsmanager.py"),
+             "--port-file", port_file, "--access-key", ACCESS_KEY,
+             "--secret-key", SECRET_KEY],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            if os.path.exists(port_file) and open(port_file).read():
+                break
+            time.sleep(0.05)
+        else:
+            raise SystemExit("the fake Secrets Manager did not start")
+        self.fake_url = "http://127.0.0.1:%s" % open(port_file).read()
+        value = json.dumps({
+            "engine": "postgres", "host": self.pgenv["PGHOST"],
+            "port": int(self.pgenv["PGPORT"]),
+            "username": self.pgenv["PGUSER"],
+            "password": self.pgenv["PGPASSWORD"],
+            "dbname": self.pgenv["PGDATABASE"]})
+        req = urllib.request.Request(
+            self.fake_url + "/__admin/put", method="POST",
+            data=json.dumps({"id": SECRET_ID, "value": value,
+                             "region": REGION}).encode())
+        urllib.request.urlopen(req).read()
+
+        log("loading %d rows" % self.rows)
+        self.psql("-v", "rows=%d" % self.rows,
+                  "-f", os.path.join(BENCH, "sql", "schema.sql"))
+        self.expected_rows = json.loads(self.psql_value(
+            "SELECT json_build_object("
+            "'rows', count(*), 'id_sum', sum(id),"
+            "'amount_chars', sum(length(amount::text)),"
+            "'text_chars', sum(length(customer)) + sum(length(note)),"
+            "'stamps', count(created_at), 'nulls', count(*) - count(note))"
+            " FROM bench_rows"))
+        self.purge_file = os.path.join(self.work, "purge.sql")
+        with open(self.purge_file, "w") as f:
+            f.write(PURGE_SQL * (self.purge // PURGE_BATCH + 1))
+
+    def stop(self):
+        if self.fake:
+            self.fake.terminate()
+            self.fake.wait()
+        subprocess.run(["sh", os.path.join(ROOT, "tests", "pg.sh"), "stop",
+                        self.pgdir], check=False)
+        subprocess.run(["rm", "-rf", self.work], check=False)
+
+    def reset_purge(self):
+        self.psql("-v", "purge=%d" % self.purge,
+                  "-f", os.path.join(BENCH, "sql", "purge_reset.sql"))
+
+    # -- the cases -------------------------------------------------------
+
+    def define(self):
+        jh = self.args.jobhost
+        ref = os.path.join(BENCH, "reference")
+        py = os.path.join(ref, "python")
+        nd = os.path.join(ref, "node")
+        aws, db = self.aws_env(), self.db_env()
+        psql_aws = dict(db)  # the floor: no secret to fetch
+
+        def want(expected):
+            def check(run):
+                got = last_json(run.out)
+                for k, v in expected.items():
+                    if got.get(k) != v:
+                        raise Failure("%s is %r, not %r" % (k, got.get(k), v))
+            return check
+
+        def want_text(text):
+            def check(run):
+                if run.out.strip() != text:
+                    raise Failure("printed %r, not %r"
+                                  % (run.out.strip()[:200], text[:200]))
+            return check
+
+        def nothing(run):
+            return None
+
+        trivial = want({"one": 1})
+        self.groups.append(Group("trivial", "cold run: trivial job", [
+            Case("jobhost", [jh, "run", "trivial"], aws, trivial),
+            Case("python", [PYTHON, os.path.join(py, "trivial.py")], aws,
+                 trivial),
+            Case("node", [NODE, os.path.join(nd, "trivial.js")], aws,
+                 trivial),
+            Case("psql", [PSQL, "-X", "-Atc", "SELECT 1 AS one"], psql_aws,
+                 want_text("1")),
+        ], floor="psql"))
+
+        n = self.purge
+        purged = want({"deleted": n, "batches": n // PURGE_BATCH + 1})
+        lines = "\n".join(["DELETE %d" % PURGE_BATCH] * (n // PURGE_BATCH)
+                          + ["DELETE 0"])
+        self.groups.append(Group("purge", "cold run: purge %s rows" % fmt(n), [
+            Case("jobhost", [jh, "run", "purge"], aws, purged,
+                 before=self.reset_purge),
+            Case("python", [PYTHON, os.path.join(py, "purge.py")], aws,
+                 purged, before=self.reset_purge),
+            Case("node", [NODE, os.path.join(nd, "purge.js")], aws, purged,
+                 before=self.reset_purge),
+            Case("psql", [PSQL, "-X", "-v", "ON_ERROR_STOP=1", "-f",
+                          self.purge_file], psql_aws, want_text(lines),
+                 before=self.reset_purge),
+        ], floor="psql"))
+
+        rows = want(self.expected_rows)
+        self.groups.append(Group("rows", "rows: %s rows, 5 columns"
+                                 % fmt(self.rows), [
+            Case("jobhost", [jh, "run", "rows"], db, rows),
+            Case("python", [PYTHON, os.path.join(py, "rows.py")], db, rows),
+            Case("node", [NODE, os.path.join(nd, "rows.js")], db, rows),
+            Case("psql COPY", [PSQL, "-X", "-c", "COPY (%s) TO STDOUT"
+                               % ROWS_SQL], db, nothing, stdout_null=True),
+        ], floor="psql COPY"))
+
+        cases = []
+        for enc in ("json", "cjson", "none"):
+            cases.append(Case(
+                "jobhost %s" % enc,
+                [jh, "run", "json_encode", "--param", "encoder=" + enc,
+                 "--param", "limit=%d" % self.json_rows],
+                db, want({"rows": self.json_rows, "encoder": enc}),
+                metric="median_ms"))
+        self.groups.append(Group("json", "json: encode %s rows"
+                                 % fmt(self.json_rows), cases,
+                                 floor="jobhost cjson"))
+
+        if self.args.only:
+            keep = set(self.args.only.split(","))
+            self.groups = [g for g in self.groups if g.key in keep]
+
+    def measure(self):
+        for g in self.groups:
+            log("%s: warm-up and %d runs each" % (g.title, self.runs))
+            for i in range(self.runs + 1):
+                order = g.cases[i % len(g.cases):] + g.cases[:i % len(
+                    g.cases)]
+                for c in order:
+                    if c.failed:
+                        continue
+                    if c.before:
+                        c.before()
+                    run = spawn(c.argv, c.env, self.work, c.stdout_null)
+                    try:
+                        if run.status != 0:
+                            raise Failure("exit status %d" % run.status)
+                        c.check(run)
+                        metric = (last_json(run.out)[c.metric]
+                                  if c.metric else None)
+                    except Failure as e:
+                        c.failed = str(e)
+                        log("  %s FAILED: %s\n%s" % (c.impl, e,
+                                                     run.err[-2000:]))
+                        continue
+                    if i > 0:  # the first round is the warm-up
+                        c.runs.append(run)
+                        if metric is not None:
+                            c.metrics.append(float(metric))
+
+    # -- the report ------------------------------------------------------
+
+    def report(self):
+        results = {"runs": self.runs, "quick": self.quick, "groups": []}
+        lines = []
+        head = ("%-34s %-14s %10s %10s %9s %9s %10s"
+                % ("case", "impl", "median ms", "min ms", "vs floor",
+                   "vs python", "peak RSS MB"))
+        lines.append(head)
+        lines.append("-" * len(head))
+        for g in self.groups:
+            stats = {}
+            for c in g.cases:
+                if c.failed or not c.runs:
+                    continue
+                walls = [r.wall_ms for r in c.runs]
+                stats[c.impl] = {
+                    "median_ms": statistics.median(
+                        c.metrics if c.metrics else walls),
+                    "min_ms": min(c.metrics if c.metrics else walls),
+                    "wall_median_ms": statistics.median(walls),
+                    "cpu_median_ms": statistics.median(
+                        [r.cpu_ms for r in c.runs]),
+                    "rss_mb": statistics.median(
+                        [r.rss_kb for r in c.runs]) / 1024.0,
+                    "rss_max_mb": max(r.rss_kb for r in c.runs) / 1024.0,
+                }
+            floor = stats.get(g.floor, {}).get("median_ms")
+            python = stats.get("python", {}).get("median_ms")
+            for c in g.cases:
+                s = stats.get(c.impl)
+                if not s:
+                    lines.append("%-34s %-14s %s" % (
+                        g.title, c.impl, "FAILED: " + (c.failed or "no runs")))
+                    continue
+                s["vs_floor"] = s["median_ms"] / floor if floor else None
+                s["vs_python"] = s["median_ms"] / python if python else None
+                lines.append("%-34s %-14s %10.1f %10.1f %9s %9s %10.1f" % (
+                    g.title, c.impl, s["median_ms"], s["min_ms"],
+                    ratio(s["vs_floor"]), ratio(s["vs_python"]),
+                    s["rss_mb"]))
+            results["groups"].append({"key": g.key, "title": g.title,
+                                      "floor": g.floor, "cases": stats})
+        print()
+        print("\n".join(lines))
+        print()
+        print("median of %d runs after a warm-up; wall time from spawn to "
+              "exit, except json (encode time inside the job); peak RSS is "
+              "the client process's maxrss" % self.runs)
+        print()
+        targets = self.targets(results)
+        for line in targets:
+            print(line)
+        results["targets"] = targets
+        if self.args.json:
+            with open(self.args.json, "w") as f:
+                json.dump(results, f, indent=1, sort_keys=True)
+        return results
+
+    def targets(self, results):
+        by = {g["key"]: g["cases"] for g in results["groups"]}
+        out = []
+
+        def check(name, ok, detail):
+            out.append("%-4s %s (%s)" % ("PASS" if ok else "FAIL", name,
+                                         detail))
+
+        t = by.get("trivial", {})
+        if "jobhost" in t and "python" in t:
+            x = t["python"]["median_ms"] / t["jobhost"]["median_ms"]
+            check("trivial cold run >= 20x faster than Python", x >= 20,
+                  "%.1fx" % x)
+        if "jobhost" in t:
+            rss = t["jobhost"]["rss_max_mb"]
+            check("trivial job peak RSS < 12 MB", rss < 12.0,
+                  "%.1f MB" % rss)
+        p = by.get("purge", {})
+        if "jobhost" in p and "psql" in p:
+            x = p["jobhost"]["vs_floor"]
+            check("purge within 1.1x psql", x <= 1.1, "%.2fx" % x)
+        r = by.get("rows", {})
+        if "jobhost" in r and "psql COPY" in r:
+            x = r["jobhost"]["vs_floor"]
+            check("rows within 1.5x psql COPY", x <= 1.5, "%.2fx" % x)
+        if "jobhost" in r and "python" in r:
+            x = r["python"]["median_ms"] / r["jobhost"]["median_ms"]
+            check("rows >= 2x psycopg2", x >= 2.0, "%.2fx" % x)
+        if "jobhost" in r:
+            rss = r["jobhost"]["rss_max_mb"]
+            check("rows streamed in < 64 MB peak RSS", rss < 64.0,
+                  "%.1f MB" % rss)
+        return out
+
+
+def fmt(n):
+    return "{:,}".format(n)
+
+
+def ratio(x):
+    return "-" if x is None else "%.2fx" % x
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--jobhost", required=True, help="the jobhost binary")
+    ap.add_argument("--runs", type=int, help="measured runs a case "
+                    "(default 5, 1 with --quick)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: a tenth of the data, one run")
+    ap.add_argument("--only", help="groups to run: trivial,purge,rows,json")
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args()
+    args.jobhost = os.path.abspath(args.jobhost)
+
+    bench = Bench(args)
+    try:
+        bench.start()
+        bench.define()
+        bench.measure()
+        results = bench.report()
+    finally:
+        bench.stop()
+    failed = [c for g in bench.groups for c in g.cases if c.failed]
+    return 1 if failed or not results["groups"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
