@@ -317,6 +317,18 @@ end }"""
         self.assertEqual(self.fake.calls, {"app/hot": 25, "db/hot": 3})
 
 
+    def test_lifetime_is_bounded(self):
+        _, body, _ = self.run_secret_job("expiry", """
+return { run = function(ctx)
+  local a = #ctx.secret("app/hot")
+  local c = ctx.connect("db/hot")
+  c:query("SELECT pg_sleep(1.3)")
+  return a + #ctx.secret("app/hot") + #ctx.secret("app/hot")
+end }""", env=self.sm_env(JOBHOST_SECRETS_TTL=1))
+        self.assertEqual(body, 3 * 18)
+        self.assertEqual(self.fake.calls, {"app/hot": 2, "db/hot": 1})
+
+
 class DatabaseTest(SecretsCase):
     def setUp(self):
         super().setUp()
