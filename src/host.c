@@ -466,6 +466,9 @@ static int open_sandbox(lua_State *L)
   /* The warning function is the log sink's. */
   luaL_requiref(L, "log", luaopen_jobhost_log, 0);
   lua_pop(L, 1);
+  /* The db classes' metatables, which ctx.db needs without a require. */
+  luaL_requiref(L, "db", luaopen_jobhost_db, 0);
+  lua_pop(L, 1);
   return 0;
 }
 

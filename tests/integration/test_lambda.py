@@ -563,16 +563,16 @@ class LockTest(LambdaCase):
              "-U", "postgres", "-d", "lambda_lock", "-qAtX"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
-            holder.stdin.write("SELECT pg_advisory_lock(hashtextextended("
-                               "'jobhost/locked', 0));\n\\echo held\n")
+            holder.stdin.write("SELECT 'held' FROM pg_advisory_lock("
+                               "hashtextextended('jobhost/locked', 0));\n")
             holder.stdin.flush()
-            self.assertEqual(holder.stdout.readline().strip(), "t")
             self.assertEqual(holder.stdout.readline().strip(), "held")
             self.assertEqual(self.assert_ok(api, self.invoke(
                 api, {"job": "locked"})), {"skipped": "locked"})
         finally:
             holder.stdin.close()
             holder.wait(10)
+            holder.stdout.close()
         self.assertEqual(self.assert_ok(api, self.invoke(
             api, {"job": "locked"})), {"ran": True})
 
