@@ -3,6 +3,9 @@
 -- pool), as a job's run is; spec.isolated runs code in a fresh state with
 -- a deadline, dry-run or read-only mode.
 
+-- Transactions held only for their <close> are never read:
+-- luacheck: ignore 211/tx 211/inner
+
 local db = require("db")
 local json = require("json")
 
@@ -299,8 +302,10 @@ describe("rows", function()
     c:exec("CREATE TEMP TABLE tb (id int)")
     local tx <close> = c:begin()
     c:exec("INSERT INTO tb VALUES (1)")
-    for _ in c:rows("SELECT generate_series(1, 1000000) AS g") do
-      break
+    for row in c:rows("SELECT generate_series(1, 1000000) AS g") do
+      if row.g == 1 then
+        break
+      end
     end
     c:exec("INSERT INTO tb VALUES (2)")
     tx:commit()

@@ -1,0 +1,438 @@
+/* db_lease.c: connections leased to runs. db_push_connection finds a
+ * pooled connection for the target or connects (keyword/value arrays,
+ * never a hand-built conninfo; a secret's keywords come from the secrets
+ * layer, fetched again when the server refuses the password), sets the
+ * run up on it (application_name, the statement_timeout cap, read-only
+ * and dry-run modes) and ties it to a userdata box. db_end_run and
+ * db_lease_end take it back: rollback, DISCARD ALL, and back to the
+ * pool, or closed when broken. */
+#include "db.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "clock.h"
+#include "db_stmt.h"
+#include "host.h"
+#include "secrets.h"
+
+/* Default bound on one connection attempt, seconds
+ * (JOBHOST_CONNECT_TIMEOUT overrides). */
+#define DB_CONNECT_TIMEOUT_S 10
+
+/* Connections leased to runs, whatever their state. */
+static db_conn *leased;
+
+static void release(db_conn *c);
+
+static void unlink_leased(db_conn *c)
+{
+  db_conn **p;
+
+  for (p = &leased; *p; p = &(*p)->next) {
+    if (*p == c) {
+      *p = c->next;
+      c->next = NULL;
+      return;
+    }
+  }
+}
+
+/* Appends s to the options string, a backslash before spaces and
+ * backslashes as libpq's options syntax wants. */
+static void options_add(luaL_Buffer *b, const char *s)
+{
+  for (; *s; s++) {
+    if (*s == ' ' || *s == '\\')
+      luaL_addchar(b, '\\');
+    luaL_addchar(b, *s);
+  }
+}
+
+/* Pushes the options keyword's value: whatever the target asked for
+ * (base, may be NULL) and the session settings. Being startup options,
+ * they are the session's defaults: RESET ALL and DISCARD ALL return to
+ * them. */
+static void push_options(lua_State *L, const char *base)
+{
+  const char *tz = getenv("JOBHOST_TIMEZONE");
+  luaL_Buffer b;
+
+  luaL_buffinit(L, &b);
+  if (base && *base) {
+    luaL_addstring(&b, base);
+    luaL_addchar(&b, ' ');
+  }
+  luaL_addstring(&b, "-c TimeZone=");
+  options_add(&b, tz && *tz ? tz : "UTC");
+  luaL_addstring(&b, " -c DateStyle=ISO -c extra_float_digits=3");
+  luaL_pushresult(&b);
+}
+
+typedef enum { TARGET_ENV, TARGET_CONNINFO, TARGET_SECRET } target_kind;
+
+static target_kind classify(const char *target)
+{
+  if (!*target)
+    return TARGET_ENV;
+  if (strncmp(target, "postgresql://", 13) == 0 ||
+      strncmp(target, "postgres://", 11) == 0 || strchr(target, '='))
+    return TARGET_CONNINFO;
+  return TARGET_SECRET;
+}
+
+static int64_t connect_timeout_ms(void)
+{
+  const char *s = getenv("JOBHOST_CONNECT_TIMEOUT");
+  char *end;
+  long v;
+
+  if (s && *s) {
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno == 0 && *end == '\0' && v > 0 && v < 3600)
+      return (int64_t)v * 1000;
+  }
+  return DB_CONNECT_TIMEOUT_S * 1000;
+}
+
+/* One connection attempt with the target's keywords plus ours. */
+typedef struct {
+  char err[512];
+  char sqlstate[6];
+  db_status status;
+} attempt;
+
+static db_conn *try_connect(lua_State *L, const char *const *kw,
+                            const char *const *vals, int expand, attempt *a)
+{
+  db_limits limits;
+
+  limits.deadline_ms = db_deadline_min(host_get(L)->deadline_ms,
+                                       clock_now_ms() + connect_timeout_ms());
+  limits.interruptible = 1;
+  return db_conn_open(kw, vals, expand, &limits, a->err, sizeof a->err,
+                      a->sqlstate, &a->status);
+}
+
+static int is_auth_failure(const attempt *a)
+{
+  return strcmp(a->sqlstate, "28P01") == 0 ||
+         strcmp(a->sqlstate, "28000") == 0;
+}
+
+/* Raises the error of a failed attempt. */
+static int raise_attempt(lua_State *L, const attempt *a, const char *secret)
+{
+  if (a->status == DB_TIMEOUT && host_remaining_ms(L) <= 0)
+    return db_raise_status(L, NULL, DB_TIMEOUT);
+  if (a->status == DB_INTERRUPTED)
+    return db_raise_status(L, NULL, DB_INTERRUPTED);
+  if (is_auth_failure(a)) {
+    if (secret)
+      lua_pushfstring(L, "authentication failed with secret %s (also after "
+                         "fetching it again): %s", secret, a->err);
+    else
+      lua_pushstring(L, a->err);
+    host_push_error(L, "Database.AuthFailed", lua_tostring(L, -1));
+  } else {
+    host_push_error(L, "Database.ConnectionError", a->err);
+  }
+  if (a->sqlstate[0]) {
+    lua_pushstring(L, a->sqlstate);
+    lua_setfield(L, -2, "sqlstate");
+  }
+  return lua_error(L);
+}
+
+/* Connects to an env or conninfo target. */
+static db_conn *connect_plain(lua_State *L, const char *target,
+                              target_kind kind)
+{
+  const char *kw[4], *vals[4];
+  const char *base = NULL;
+  PQconninfoOption *opts = NULL;
+  attempt a;
+  db_conn *c;
+  int n = 0;
+
+  if (kind == TARGET_CONNINFO) {
+    char *msg = NULL;
+    PQconninfoOption *o;
+
+    /* libpq's parse errors quote pieces of the string, which may be a
+     * password: say only that it did not parse. */
+    opts = PQconninfoParse(target, &msg);
+    if (msg)
+      PQfreemem(msg);
+    if (!opts) {
+      host_push_error(L, "Database.ConnectionError",
+                      "invalid connection string (it does not parse as "
+                      "key=value pairs or a postgresql:// URI)");
+      lua_error(L);
+    }
+    for (o = opts; o->keyword; o++)
+      if (strcmp(o->keyword, "options") == 0 && o->val)
+        base = o->val;
+    kw[n] = "dbname";
+    vals[n++] = target;
+  } else {
+    base = getenv("PGOPTIONS");
+  }
+  push_options(L, base);
+  if (opts)
+    PQconninfoFree(opts);
+  kw[n] = "options";
+  vals[n++] = lua_tostring(L, -1);
+  kw[n] = "application_name";
+  vals[n++] = "jobhost";
+  kw[n] = NULL;
+  vals[n] = NULL;
+
+  c = try_connect(L, kw, vals, kind == TARGET_CONNINFO, &a);
+  lua_pop(L, 1);
+  if (!c)
+    raise_attempt(L, &a, NULL);
+  return c;
+}
+
+/* Connects with a secret's keywords; on an authentication failure the
+ * secret is fetched again (it may have been rotated), then its pending
+ * version is tried once. */
+static db_conn *connect_secret(lua_State *L, const char *id)
+{
+  static const secrets_mode modes[] = {SECRETS_CACHED, SECRETS_REFRESH,
+                                       SECRETS_PENDING};
+  attempt a;
+  size_t m;
+
+  push_options(L, NULL);
+  memset(&a, 0, sizeof a);
+  for (m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+    secrets_db_params p;
+    secrets_error err;
+    const char **kw = NULL, **vals = NULL;
+    db_conn *c = NULL;
+    size_t n = 0, i, k = 0;
+
+    if (secrets_db_params_get_until(id, modes[m], host_get(L)->deadline_ms,
+                                    &p, &err) != 0) {
+      if (host_remaining_ms(L) <= 0)
+        db_raise_status(L, NULL, DB_TIMEOUT);
+      if (m == 0) {
+        host_push_error(L, err.type, err.message);
+        lua_error(L);
+      }
+      break; /* no newer or pending version: the auth failure stands */
+    }
+    while (p.keywords[n])
+      n++;
+    kw = calloc(n + 3, sizeof *kw);
+    vals = calloc(n + 3, sizeof *vals);
+    if (kw && vals) {
+      for (i = 0; i < n; i++) {
+        if (strcmp(p.keywords[i], "options") == 0)
+          continue;
+        kw[k] = p.keywords[i];
+        vals[k++] = p.values[i];
+      }
+      kw[k] = "options";
+      vals[k++] = lua_tostring(L, -1);
+      kw[k] = "application_name";
+      vals[k++] = "jobhost";
+      c = try_connect(L, kw, vals, 0, &a);
+    } else {
+      snprintf(a.err, sizeof a.err, "out of memory");
+      a.status = DB_LOST;
+    }
+    free(kw);
+    free(vals);
+    secrets_db_params_free(&p);
+    if (c) {
+      lua_pop(L, 1);
+      return c;
+    }
+    if (!is_auth_failure(&a))
+      break;
+  }
+  lua_pop(L, 1);
+  raise_attempt(L, &a, id);
+  return NULL;
+}
+
+/* ---- leasing ------------------------------------------------------------ */
+
+/* Per run: application_name, the statement_timeout cap (never raising a
+ * smaller one the role or database set), read-only mode; then the dry
+ * run's transaction. One round trip, which also proves a pooled
+ * connection alive. Returns 0, or -1 (nothing raised) when retry is set
+ * and the connection turned out dead. */
+static int setup_run(lua_State *L, db_conn *c, int retry)
+{
+  static const char *const sql =
+      "SELECT set_config('application_name', $1, false),"
+      " set_config('statement_timeout', CASE"
+      "   WHEN $2::int8 < 0 OR (s.setting::int8 > 0"
+      "        AND s.setting::int8 <= $2::int8) THEN s.setting"
+      "   ELSE ($2::int8)::text END, false),"
+      " set_config('default_transaction_read_only',"
+      "   coalesce($3, current_setting('default_transaction_read_only')),"
+      "   false)"
+      " FROM pg_settings s WHERE s.name = 'statement_timeout'";
+  host_run *run = host_get(L);
+  int64_t left = host_remaining_ms(L);
+  int64_t cap = -1;
+  char capbuf[32];
+  const char *values[3];
+  db_limits limits = db_run_limits(L);
+  db_result *box;
+  int ok;
+
+  if (left != INT64_MAX) {
+    cap = left > 2 * DB_DEADLINE_MARGIN_MS ? left - DB_DEADLINE_MARGIN_MS
+                                           : left / 2;
+    if (cap < 1)
+      cap = 1;
+    if (cap > INT32_MAX)
+      cap = INT32_MAX;
+  }
+  snprintf(capbuf, sizeof capbuf, "%lld", (long long)cap);
+  lua_pushfstring(L, "jobhost/%s", run->job ? run->job : "repl");
+  values[0] = lua_tostring(L, -1);
+  values[1] = capbuf;
+  values[2] = run->read_only ? "on" : NULL;
+
+  ok = PQsendQueryParams(c->pg, sql, 3, NULL, values, NULL, NULL, 0);
+  lua_pop(L, 1);
+  box = db_push_result(L);
+  if (ok) {
+    c->busy = 1;
+    if (db_conn_flush(c, &limits) == DB_OK) {
+      for (;;) {
+        PGresult *res;
+        db_status st = db_conn_next(c, &limits, &res);
+
+        if (st == DB_TIMEOUT || st == DB_INTERRUPTED)
+          db_raise_status(L, c, st);
+        if (st != DB_OK || !res)
+          break;
+        if (box->res)
+          PQclear(box->res);
+        box->res = res;
+      }
+    }
+  }
+  if (!db_conn_ok(c) || !box->res) {
+    if (retry)
+      return lua_pop(L, 1), -1;
+    db_raise_status(L, c, DB_LOST);
+  }
+  if (PQresultStatus(box->res) != PGRES_TUPLES_OK)
+    db_raise_result_error(L, c, box->res);
+  lua_pop(L, 1);
+
+  if (run->dry_run)
+    db_run_command(L, c, "BEGIN", NULL);
+  return 0;
+}
+
+/* Ties c to the run of L and to the box. */
+static void lease(lua_State *L, db_box *box, db_conn *c)
+{
+  c->owner = host_get(L);
+  c->box = box;
+  c->tx_depth = 0;
+  c->next = leased;
+  leased = c;
+  box->conn = c;
+}
+
+/* Ends a lease (c is unlinked already): the box closes, the session is
+ * reset, the connection goes back to the pool or is closed. Never
+ * raises. */
+static void release(db_conn *c)
+{
+  if (c->box)
+    ((db_box *)c->box)->conn = NULL;
+  c->box = NULL;
+  c->owner = NULL;
+  if (db_conn_ok(c) && c->busy)
+    (void)db_conn_abort(c, DB_CLEANUP_BUDGET_MS);
+  if (db_conn_ok(c) && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+    (void)db_conn_run(c, "ROLLBACK", DB_CLEANUP_BUDGET_MS);
+  /* No setting, prepared statement, temporary table, advisory lock or
+   * LISTEN of this run reaches the next one. */
+  if (db_conn_ok(c) &&
+      db_conn_run(c, "DISCARD ALL", DB_CLEANUP_BUDGET_MS) != 0)
+    c->broken = 1;
+  db_pool_put(c);
+}
+
+void db_push_connection(lua_State *L, const char *target)
+{
+  db_box *box = (db_box *)lua_newuserdatauv(L, sizeof *box, 0);
+  target_kind kind = classify(target);
+  db_conn *c;
+
+  box->conn = NULL;
+  luaL_setmetatable(L, DB_CONN_MT);
+  host_check(L);
+
+  /* A pooled connection first; the server may have closed it while the
+   * process sat frozen, then a new one. */
+  c = db_pool_take(target);
+  if (c) {
+    lease(L, box, c);
+    if (setup_run(L, c, 1) == 0)
+      return;
+    unlink_leased(c);
+    box->conn = NULL;
+    db_conn_free(c);
+  }
+
+  if (kind == TARGET_SECRET)
+    c = connect_secret(L, target);
+  else
+    c = connect_plain(L, target, kind);
+  c->target = strdup(target);
+  if (!c->target) {
+    db_conn_free(c);
+    luaL_error(L, "db: out of memory");
+  }
+  lease(L, box, c);
+  setup_run(L, c, 0);
+}
+
+void db_end_run(lua_State *L)
+{
+  void *owner = host_get(L);
+  db_conn **p = &leased;
+
+  while (*p) {
+    db_conn *c = *p;
+
+    if (c->owner != owner) {
+      p = &c->next;
+      continue;
+    }
+    *p = c->next;
+    c->next = NULL;
+    release(c);
+  }
+}
+
+void db_pool_close_all(void)
+{
+  db_pool_clear();
+}
+
+void db_lease_end(db_conn *c)
+{
+  unlink_leased(c);
+  release(c);
+}
