@@ -11,6 +11,8 @@
 
 #include <curl/curl.h>
 
+#include "tls.h"
+
 struct http_client {
   CURL *curl;
 };
@@ -215,7 +217,7 @@ int http_perform(http_client *client, const http_request *req,
   CURL *c = client->curl;
   transfer t;
   struct curl_slist *headers = NULL;
-  const char *ca_file = getenv("JOBHOST_CA_FILE");
+  const char *ca_file = tls_ca_file();
   char errbuf[CURL_ERROR_SIZE] = "";
   CURLcode rc;
   int oom = 0, result = -1;

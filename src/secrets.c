@@ -21,6 +21,7 @@
 #include "json.h"
 #include "log.h"
 #include "secrets_internal.h"
+#include "tls.h"
 
 #define DEFAULT_TTL_S 300
 
@@ -316,6 +317,26 @@ static int db_tls_defaults(db_storage *st)
   return (st->owned[DB_SSLMODE] = strdup(mode)) ? 0 : -1;
 }
 
+/* A verifying sslmode with no sslrootcert would have libpq look for
+ * ~/.postgresql/root.crt, which a Lambda function has not: such a
+ * connection verifies against the CA bundle tls_ca_file finds (tls.h). */
+static int db_tls_root(db_storage *st)
+{
+  const char *mode = st->owned[DB_SSLMODE];
+  const char *root = getenv("PGSSLROOTCERT");
+  const char *ca;
+
+  if (!mode)
+    mode = getenv("PGSSLMODE");
+  if (st->owned[DB_SSLROOTCERT] || (root && *root) || !mode ||
+      (strcmp(mode, "verify-full") != 0 && strcmp(mode, "verify-ca") != 0))
+    return 0;
+  ca = tls_ca_file();
+  if (!ca)
+    return 0;
+  return (st->owned[DB_SSLROOTCERT] = strdup(ca)) ? 0 : -1;
+}
+
 static void db_storage_free(db_storage *st)
 {
   int i;
@@ -389,7 +410,9 @@ static int db_read_secret(const char *id, const secrets_value *v,
                  "secret %s: host, username and password are required", id);
     return -1;
   }
-  return db_tls_defaults(st);
+  if (db_tls_defaults(st) != 0)
+    return -1;
+  return db_tls_root(st);
 }
 
 int secrets_db_params_get_until(const char *id, secrets_mode mode,

@@ -77,7 +77,8 @@ typedef struct {
  * (*.rds.amazonaws.com[.cn]) gets require, and any other host libpq's own
  * default (PGSSLMODE, else prefer). Fields sslmode and sslrootcert in
  * the secret itself come before the defaults but after the variables.
- * Waits no longer than the process allows; see
+ * A verifying sslmode left without an sslrootcert (and no PGSSLROOTCERT)
+ * gets the CA bundle tls_ca_file() finds (tls.h). Waits no longer than the process allows; see
  * secrets_db_params_get_until to bound it by a run's deadline. */
 int secrets_db_params_get(const char *id, secrets_mode mode,
                           secrets_db_params *out, secrets_error *err);
