@@ -10,7 +10,7 @@ build=${1:-$top/build}
 packages="build-essential cmake pkg-config liblua5.4-dev lua5.4 libpq-dev
   libcurl4-openssl-dev libssl-dev lua-cjson-dev libedit-dev postgresql-15
   postgresql-contrib python3 python3-botocore tzdata ca-certificates zip
-  unzip binutils tmux lua-check"
+  unzip binutils openssl tmux lua-check"
 missing=
 for p in $packages; do
   dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null |
