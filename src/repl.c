@@ -230,8 +230,8 @@ static void report_error(repl *r)
     host_resume(L);
     host_interrupt_requested = 0;
     if (stop == HOST_INTERRUPTED) {
-      fputs("interrupted: the input was stopped (a running statement was"
-            " cancelled); globals are kept\n", stderr);
+      fputs("\ninterrupted: the input was stopped; globals are kept\n",
+            stderr);
     } else if (stop == HOST_OOM) {
       lua_gc(L, LUA_GCCOLLECT);
       fprintf(stderr, "error: memory limit of %d MiB reached; the input "
