@@ -471,9 +471,9 @@ function M.install(ctx, dir)
   M.mark_loaded()
 end
 
--- A job's schedule and description, for .jobs. The job file runs in an
+-- A job's schedule and description. The job file runs in an
 -- environment of its own, so its globals stay out of the session.
-function M.job_summary(dir, name)
+local function job_summary(dir, name)
   local env = setmetatable({}, { __index = _G })
   local chunk, err = loadfile(dir .. "/" .. name .. ".lua", "t", env)
   local ok, spec = false, err
@@ -481,13 +481,47 @@ function M.job_summary(dir, name)
     ok, spec = pcall(chunk)
   end
   if not ok or type(spec) ~= "table" then
-    return "cannot load: " .. tostring(spec)
+    return nil, "cannot load: " .. tostring(spec)
   end
   local schedule = type(spec.schedule) == "string" and spec.schedule
     or "(no schedule)"
   local description = type(spec.description) == "string"
     and spec.description or ""
-  return string.format("%-22s %s", schedule, description)
+  return schedule, description
+end
+
+-- What .jobs prints: a line a job (name, schedule, description, or why
+-- the job is invalid), aligned. jobs_of(dir) lists the jobs and checks
+-- each (src/repl.c).
+function M.jobs_listing(jobs_of, dir)
+  local jobs = jobs_of(dir)
+  local name_width, schedule_width = 4, 8
+  for _, job in ipairs(jobs) do
+    if not job.error then
+      job.schedule, job.description = job_summary(dir, job.name)
+      if not job.schedule then
+        job.error = job.description
+      end
+    end
+    name_width = math.max(name_width, text_width(job.name))
+    if job.schedule then
+      schedule_width = math.max(schedule_width, text_width(job.schedule))
+    end
+  end
+  local out = {}
+  for _, job in ipairs(jobs) do
+    local line = pad(job.name, name_width) .. "  "
+    if job.error then
+      line = line .. "INVALID: " .. job.error
+    else
+      line = line .. pad(job.schedule, schedule_width) .. "  "
+        .. job.description
+    end
+    out[#out + 1] = line:gsub("%s+$", "")
+  end
+  out[#out + 1] = string.format("(%d job%s in %s)", #jobs,
+    #jobs == 1 and "" or "s", dir)
+  return table.concat(out, "\n")
 end
 
 local loaded_at_start = {}

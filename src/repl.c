@@ -46,6 +46,9 @@
 /* The registry field holding the lua/repl.lua module table. */
 #define REPL_MODULE_KEY "jobhost.repl"
 
+/* The metatable of the box that holds job names for .jobs. */
+#define REPL_NAMES_MT "jobhost.repl.names"
+
 /* SQLSTATE read_only_sql_transaction: a write on a read-only connection. */
 #define READ_ONLY_SQLSTATE "25006"
 
@@ -135,6 +138,16 @@ static int call_helper(lua_State *L, const char *name, int nargs,
   return host_pcall(L, nargs, nresults);
 }
 
+/* __gc of the box holding job_list's names while jobs_of works. */
+static int names_gc(lua_State *L)
+{
+  char ***box = lua_touserdata(L, 1);
+
+  job_list_free(*box);
+  *box = NULL;
+  return 0;
+}
+
 /* The protected part of opening the session's state: the module, the
  * jobs folder on package.path, the globals (ctx, json, db, sql, jobs). */
 static int setup_state(lua_State *L)
@@ -145,6 +158,10 @@ static int setup_state(lua_State *L)
   lua_pushliteral(L, "repl");
   lua_call(L, 1, 1);
   lua_setfield(L, LUA_REGISTRYINDEX, REPL_MODULE_KEY);
+  luaL_newmetatable(L, REPL_NAMES_MT);
+  lua_pushcfunction(L, names_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
 
   lua_getglobal(L, "package");
   lua_pushfstring(L, "%s/?.lua;", r->jobs_dir);
@@ -458,41 +475,51 @@ static void cmd_run(repl *r, int argc, char **argv)
   job_outcome_free(&out);
 }
 
+/* Lua: jobs_of(dir) -> an array of {name = NAME, error = nil or why the
+ * job is invalid}, sorted by name. Raises when the folder cannot be read.
+ * The names live in a box until copied, so an error cannot leak them. */
+static int jobs_of(lua_State *L)
+{
+  const char *dir = luaL_checkstring(L, 1);
+  char ***box = lua_newuserdatauv(L, sizeof *box, 0);
+  char err[2048];
+  lua_Integer i;
+
+  *box = NULL;
+  luaL_setmetatable(L, REPL_NAMES_MT);
+  *box = job_list(dir);
+  if (!*box)
+    return luaL_error(L, "cannot read the jobs folder %s: %s", dir,
+                      strerror(errno));
+  lua_newtable(L);
+  for (i = 0; (*box)[i]; i++) {
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, (*box)[i]);
+    lua_setfield(L, -2, "name");
+    if (job_check(dir, (*box)[i], err, sizeof err) != 0) {
+      lua_pushstring(L, err);
+      lua_setfield(L, -2, "error");
+    }
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
 /* .jobs: each job's name, schedule and description, or why it is
  * invalid. */
 static void cmd_jobs(repl *r)
 {
   lua_State *L = r->L;
-  char **names = job_list(r->jobs_dir);
-  char err[2048];
-  size_t i, width = 4;
 
-  if (!names) {
-    fprintf(stderr, "error: cannot read the jobs folder %s: %s\n",
-            r->jobs_dir, strerror(errno));
-    r->failures++;
+  lua_settop(L, 0);
+  lua_pushcfunction(L, jobs_of);
+  lua_pushstring(L, r->jobs_dir);
+  if (call_helper(L, "jobs_listing", 2, 1) != LUA_OK) {
+    report_error(r);
     return;
   }
-  for (i = 0; names[i]; i++)
-    if (strlen(names[i]) > width)
-      width = strlen(names[i]);
-
-  for (i = 0; names[i]; i++) {
-    if (job_check(r->jobs_dir, names[i], err, sizeof err) != 0) {
-      printf("%-*s  INVALID: %s\n", (int)width, names[i], err);
-      continue;
-    }
-    lua_settop(L, 0);
-    lua_pushstring(L, r->jobs_dir);
-    lua_pushstring(L, names[i]);
-    if (call_helper(L, "job_summary", 2, 1) == LUA_OK)
-      printf("%-*s  %s\n", (int)width, names[i], lua_tostring(L, -1));
-    else
-      report_error(r);
-    lua_settop(L, 0);
-  }
-  printf("(%zu job%s in %s)\n", i, i == 1 ? "" : "s", r->jobs_dir);
-  job_list_free(names);
+  puts(lua_tostring(L, -1));
+  lua_settop(L, 0);
 }
 
 static void cmd_reload(repl *r)

@@ -104,8 +104,9 @@ class ErrorsTest(ReplCase):
 
 class QueryTableTest(ReplCase):
     def test_a_result_prints_as_an_aligned_table(self):
-        proc = self.repl("sql [[SELECT * FROM (VALUES (1, 'alice', 2.5::float8),"
-                         " (22, NULL, NULL), (333, '', -1::float8))"
+        proc = self.repl("sql [[SELECT * FROM (VALUES"
+                         " (1, 'alice', 2.5::float8), (22, NULL, NULL),"
+                         " (333, '', -1::float8))"
                          " AS t(id, name, score) ORDER BY id]]\n")
         self.assertEqual(proc.returncode, 0, proc.stderr)
         self.assertEqual(proc.stdout,
@@ -247,7 +248,7 @@ return {
         self.write_job("broken", "return { run = 5 }")
         proc = self.repl(".jobs\n")
         self.assertEqual(proc.stdout.splitlines(), [
-            "add_rows  rate(1 hour)           Insert a row and count them",
+            "add_rows  rate(1 hour)  Insert a row and count them",
             'broken    INVALID: ' + self.jobs + '/broken.lua: "run" must be'
             ' a function, not number',
             "(2 jobs in " + self.jobs + ")"])
