@@ -4,9 +4,9 @@
  * A client keeps one curl handle, so connections are reused from one
  * request to the next. TLS is always verified, against the CA bundle
  * tls_ca_file() finds (JOBHOST_CA_FILE first; see tls.h), or libcurl's
- * default when it finds none. Nothing is written to stdout or stderr: failures come back as
- * text in the response. A client is not safe for use by two threads at
- * once; two clients are independent. */
+ * default when it finds none. Nothing is written to stdout or stderr:
+ * failures come back as text in the response. A client is not safe for
+ * use by two threads at once; two clients are independent. */
 #ifndef JOBHOST_HTTP_H
 #define JOBHOST_HTTP_H
 

@@ -22,7 +22,7 @@
  *                             credentials; the token is also the extension's
  *                             X-Aws-Parameters-Secrets-Token.
  *   PARAMETERS_SECRETS_EXTENSION_HTTP_PORT   the extension's port (2773).
- *   JOBHOST_CA_FILE           CA bundle for TLS (see http.h).
+ *   JOBHOST_CA_FILE           CA bundle for TLS (see tls.h).
  *   JOBHOST_DB_SSLMODE, JOBHOST_DB_SSLROOTCERT   see secrets_db_params_get.
  */
 #ifndef JOBHOST_SECRETS_H
@@ -78,8 +78,9 @@ typedef struct {
  * default (PGSSLMODE, else prefer). Fields sslmode and sslrootcert in
  * the secret itself come before the defaults but after the variables.
  * A verifying sslmode left without an sslrootcert (and no PGSSLROOTCERT)
- * gets the CA bundle tls_ca_file() finds (tls.h). Waits no longer than the process allows; see
- * secrets_db_params_get_until to bound it by a run's deadline. */
+ * gets the CA bundle tls_ca_file() finds (tls.h). Waits no longer than
+ * the process allows; see secrets_db_params_get_until to bound it by a
+ * run's deadline. */
 int secrets_db_params_get(const char *id, secrets_mode mode,
                           secrets_db_params *out, secrets_error *err);
 
