@@ -141,6 +141,14 @@ describe("results", function()
     check.eq(one(c, "SELECT current_setting('TimeZone') AS z").z, "UTC")
   end)
 
+  it("offer db.null on the connection too", function()
+    local c = db.connect("")
+    check.truthy(c.null == db.null, "c.null")
+    check.truthy(tostring(c):find("^db connection %("), tostring(c))
+    c:close()
+    check.eq(tostring(c), "db connection (closed)")
+  end)
+
   it("name the job in application_name", function()
     check.eq(one(db.connect(""),
       "SELECT current_setting('application_name') AS a").a, "jobhost/spec")
@@ -178,6 +186,15 @@ describe("parameters", function()
   it("send strings as they are", function()
     local s = "it's \"quoted\" \\ and ünïcode; DROP TABLE x; --"
     check.eq(one(db.connect(""), "SELECT $1::text AS s", s).s, s)
+  end)
+
+  it("send a parameter bigger than libpq's buffers", function()
+    local big = string.rep("abcdefgh", 2 * 1024 * 1024)
+    local r = one(db.connect(""), "SELECT length($1) AS n, md5($1) AS h",
+      big)
+    check.eq(r.n, #big)
+    check.eq(r.h, one(db.connect(""),
+      "SELECT md5(repeat('abcdefgh', 2 * 1024 * 1024)) AS h").h)
   end)
 
   it("refuse a string with NUL, a table or a function, by number", function()
@@ -250,6 +267,13 @@ describe("errors", function()
     check.eq(one(c, "SELECT count(*) AS n FROM fk_parent").n, 2)
     check.eq(c:query("SELECT id FROM fk_child"), {{id = 10}})
     c:exec("DROP TABLE fk_child, fk_parent")
+  end)
+
+  it("of a missing secret name the secret", function()
+    local err = check.fails(function()
+      db.connect("no/such-secret")
+    end, "no/such-secret")
+    check.truthy(err.type:find("^Secrets%."), err.type)
   end)
 
   it("name misuse plainly", function()
