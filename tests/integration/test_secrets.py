@@ -47,7 +47,8 @@ class SecretsCase(jhtest.Case):
                   "JOBHOST_SECRETS_FILE", "JOBHOST_SECRETS_PROVIDER",
                   "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
                   "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_DEFAULT_REGION",
-                  "AWS_MAX_ATTEMPTS", "JOBHOST_SECRETS_TTL"):
+                  "AWS_MAX_ATTEMPTS", "JOBHOST_SECRETS_TTL",
+                  "JOBHOST_CA_FILE", "SSL_CERT_FILE"):
             env.pop(k, None)
         env.update({"AWS_ENDPOINT_URL": self.fake.url,
                     "AWS_REGION": "us-east-1",
