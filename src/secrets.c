@@ -8,7 +8,6 @@
 #include "secrets.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +23,7 @@
 #include "tls.h"
 
 #define DEFAULT_TTL_S 300
+#define MAX_TTL_S (366L * 24 * 3600) /* a year: no overflow in µs */
 
 typedef enum { PROVIDER_AWS, PROVIDER_EXTENSION, PROVIDER_FILE } provider;
 
@@ -174,7 +174,7 @@ int secrets_get(const char *id, secrets_mode mode, int64_t deadline_ms,
                                                  : "AWSCURRENT",
                      deadline_ms};
   int64_t now_us, started_us;
-  long ttl = secrets_env_long("JOBHOST_SECRETS_TTL", 0, LONG_MAX,
+  long ttl = secrets_env_long("JOBHOST_SECRETS_TTL", 0, MAX_TTL_S,
                               DEFAULT_TTL_S);
   const cache_entry *hit;
   provider p;

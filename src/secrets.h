@@ -12,7 +12,7 @@
  *   JOBHOST_SECRETS_FILE      a JSON object of secret id to value (a string,
  *                             or an object/array taken as its JSON text).
  *   JOBHOST_SECRETS_TTL       seconds a fetched secret is reused (default
- *                             300; 0 fetches every time).
+ *                             300; 0 fetches every time; at most a year).
  *   AWS_MAX_ATTEMPTS          tries per lookup against throttling, 5xx and
  *                             network failures (default 5), never past the
  *                             run's deadline.
