@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "fakes"))
+sys.path.insert(0, os.path.join(SOURCE, "tests", "integration"))
+import jhtest  # noqa: E402
 from fake_runtime_api import FakeRuntimeAPI  # noqa: E402
 
 NOOP = 'return { run = function(ctx) return { ok = true } end }\n'
@@ -67,15 +68,6 @@ def spawn(binary, api, jobs, out=subprocess.DEVNULL):
                             stderr=subprocess.DEVNULL)
 
 
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def bench_start(binary, jobs, n, tmp):
     """Spawn to first `next`, n times, each against a fresh fake; returns
     those times and the init times the runtime logged."""
@@ -87,7 +79,7 @@ def bench_start(binary, jobs, n, tmp):
             proc = spawn(binary, api, jobs, out)
             api.wait_nexts(1, timeout=30)
             times.append((api.nexts[0] - t0) * 1000)
-            stop(proc)
+            jhtest.stop_process(proc)
         with open(log) as f:
             for line in f:
                 record = json.loads(line)
@@ -128,7 +120,7 @@ def bench_invoke(binary, jobs, n, warmup=50):
                     served = api.by_id[rid].served_at
                     times.append((post.received_at - served) * 1000)
         finally:
-            stop(proc)
+            jhtest.stop_process(proc)
     return times
 
 

@@ -8,6 +8,7 @@ JOBHOST_SHARED, JOBHOST_TEST_PGENV.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import unittest
@@ -54,6 +55,18 @@ def create_database(name):
     env = pg_env()
     env["PGDATABASE"] = name
     return env
+
+
+def stop_process(proc, timeout=10):
+    """Ends a process the test started: SIGTERM, then SIGKILL when it
+    has not exited within timeout seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class Case(unittest.TestCase):
