@@ -29,6 +29,7 @@ return {
              scheduled_time = ctx.scheduled_time or json_null,
              request_id = ctx.request_id,
              trace = os.getenv("_X_AMZN_TRACE_ID"),
+             deadline = ctx.deadline,
              remaining_ms = ctx.remaining_ms() }
   end,
 }
@@ -205,6 +206,8 @@ class RoutingTest(LambdaCase):
         self.assertEqual(body["request_id"], post.request_id)
         self.assertEqual(body["trace"], "Root=1-abc;Sampled=1")
         # The deadline reached the job, less the runtime's margin.
+        self.assertEqual(body["deadline"],
+                         api.by_id[post.request_id].deadline_sent - 500)
         self.assertGreater(body["remaining_ms"], 890000)
         self.assertLess(body["remaining_ms"], 900000 - 400)
 
@@ -252,6 +255,16 @@ class RoutingTest(LambdaCase):
                           "boom, hello")
         self.assertIn("handler names no job", self.log(proc2))
 
+    def test_deadline_margin_setting(self):
+        api, proc = self.start(JOBHOST_DEADLINE_MARGIN_MS="2500")
+        post = self.invoke(api, {"job": "hello"}, deadline_in=60)
+        self.assertEqual(self.assert_ok(api, post)["deadline"],
+                         api.by_id[post.request_id].deadline_sent - 2500)
+        # No deadline header: the job's own timeout alone.
+        post = self.invoke(api, {"job": "hello"},
+                           headers={"Lambda-Runtime-Deadline-Ms": ""})
+        self.assertLess(self.assert_ok(api, post)["remaining_ms"], 300001)
+
     def test_job_error(self):
         api, proc = self.start()
         post = self.invoke(api, {"job": "boom"})
@@ -275,6 +288,7 @@ class RoutingTest(LambdaCase):
             ('{"job": "hello", "params": "x"}', "\"params\" must be a JSON "
              "object"),
             ('{"job": "hello"} trailing', "not valid JSON"),
+            ('{"job": "hello"}\x00{"job": "boom"}', "not valid JSON"),
         ]
         for body, phrase in cases:
             with self.subTest(body=body):
@@ -687,6 +701,18 @@ class RuntimeApiTest(LambdaCase):
         log = self.log(proc)
         self.assertEqual(log.count("runtime api unreachable"), 6, log)
         self.assertIn(address.split(":")[0], log)
+
+    def test_sigterm_stops_a_running_job_and_exits(self):
+        self.write_job("spin", "return { run = function() "
+                       "while true do end end }")
+        api, proc = self.start()
+        rid = api.push({"job": "spin"})
+        api.wait_for(lambda: rid in api.by_id)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(10), 0)
+        self.assertEqual([(p.kind, p.error_type) for p in api.posts],
+                         [("error", "Job.Interrupted")])
 
     def test_sigterm_while_waiting_exits_cleanly(self):
         api, proc = self.start()
