@@ -33,8 +33,8 @@
 #include "job.h"
 #include "log.h"
 
-/* The Lua heap the session may use. Larger than a job's default: a
- * session accumulates results. */
+/* The Lua heap the session may use when JOBHOST_MEMORY_MB does not say.
+ * Larger than a job's default: a session accumulates results. */
 #define REPL_MEMORY_MB 1024
 
 /* Entries kept in the history file. */
@@ -177,12 +177,27 @@ static int setup_state(lua_State *L)
   return 0;
 }
 
+/* The session's heap limit in MiB: JOBHOST_MEMORY_MB, else
+ * REPL_MEMORY_MB. */
+static long memory_limit_mb(void)
+{
+  const char *env = getenv("JOBHOST_MEMORY_MB");
+  char *end;
+  long mb;
+
+  if (!env || !*env)
+    return REPL_MEMORY_MB;
+  errno = 0;
+  mb = strtol(env, &end, 10);
+  return errno || *end || mb <= 0 ? REPL_MEMORY_MB : mb;
+}
+
 /* Opens the session's state. Returns 0, or -1 with a message written. */
 static int open_state(repl *r)
 {
   host_options o = {0};
 
-  o.mem_limit = (size_t)REPL_MEMORY_MB * 1024 * 1024;
+  o.mem_limit = (size_t)memory_limit_mb() * 1024 * 1024;
   o.job = "repl";
   o.read_only = !r->write;
   r->L = host_open(&o);
@@ -250,10 +265,22 @@ static void report_error(repl *r)
       fputs("\ninterrupted: the input was stopped; globals are kept\n",
             stderr);
     } else if (stop == HOST_OOM) {
+      host_run *run = host_get(L);
+      size_t limit_mb = run->mem_limit / (1024 * 1024);
+
       lua_gc(L, LUA_GCCOLLECT);
-      fprintf(stderr, "error: memory limit of %d MiB reached; the input "
-              "was stopped. Set big globals to nil to free memory.\n",
-              REPL_MEMORY_MB);
+      if (run->mem_used <= run->mem_limit / 4 * 3) {
+        fprintf(stderr, "error: memory limit of %zu MiB reached; the input"
+                " was stopped\n", limit_mb);
+        return;
+      }
+      /* The session's own globals fill the heap: not even the next input
+       * could be compiled. Only a fresh state gets the session going. */
+      close_state(r);
+      fprintf(stderr, "error: memory limit of %zu MiB reached and the "
+              "session's globals hold most of it: the session starts "
+              "afresh (globals are gone, ctx is new)\n", limit_mb);
+      open_state(r);
     } else {
       fprintf(stderr, "error: %s\n", host_stop_message(L, stop));
     }
@@ -717,7 +744,7 @@ static void loop(repl *r)
         quit = command(r, strchr(line, '.'));
         free(line);
         fflush(stdout);
-        if (quit)
+        if (quit || !r->L)
           goto out;
         continue;
       }
@@ -739,6 +766,8 @@ static void loop(repl *r)
     free(buf);
     buf = NULL;
     fflush(stdout);
+    if (!r->L)
+      goto out; /* a fresh state could not be had */
   }
 
   /* The input ended in the middle of a chunk: in a script that is an

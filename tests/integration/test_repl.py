@@ -96,6 +96,25 @@ class ErrorsTest(ReplCase):
         self.assertEqual(proc.returncode, 1)
         self.assertIn("'end' expected", proc.stderr)
 
+    def test_the_memory_limit_stops_an_input_and_the_session_goes_on(self):
+        proc = self.repl("keep = 42\n"
+                         "do local t = {}; for i = 1, 1e9 do t[i] = {i} end"
+                         " end\n"
+                         "keep\n"
+                         "big = {}\n"
+                         "for i = 1, 1e9 do big[i] = {i} end\n"
+                         "keep, big\n"
+                         "sql 'SELECT 1 AS one'\n",
+                         env=self.repl_env(JOBHOST_MEMORY_MB=16))
+        self.assertEqual(proc.returncode, 1)
+        self.assertEqual(proc.stdout, "42\nnil\nnil\n one\n-----\n   1\n"
+                         "(1 row)\n")
+        self.assertEqual(proc.stderr.splitlines(), [
+            "error: memory limit of 16 MiB reached; the input was stopped",
+            "error: memory limit of 16 MiB reached and the session's globals"
+            " hold most of it: the session starts afresh (globals are gone,"
+            " ctx is new)"])
+
     def test_a_database_error_shows_its_sqlstate(self):
         proc = self.repl("sql 'SELECT * FROM no_such_table'\n")
         self.assertEqual(proc.returncode, 1)
