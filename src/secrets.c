@@ -19,6 +19,7 @@
 #include "host.h"
 #include "json.h"
 #include "log.h"
+#include "redact.h"
 #include "secrets_internal.h"
 #include "tls.h"
 
@@ -152,6 +153,36 @@ static int choose_provider(const char *id, provider *p, secrets_error *err)
   return -1;
 }
 
+/* Registers a fetched value with the redactor (redact.h): the whole
+ * value, and for a JSON object the string fields that by their name hold
+ * credentials, which a job is likelier to log than the whole secret. */
+static void register_for_redaction(const secrets_value *v)
+{
+  static const char *const fields[] = {
+      "password", "secret", "token", "key", "api_key", "apiKey",
+      "secret_key", "secretKey", "access_key", "accessKey", "private_key",
+      "privateKey", "client_secret", "clientSecret"};
+  size_t i;
+
+  redact_add(v->data, v->len);
+  if (v->binary)
+    return;
+  for (i = 0; i < sizeof fields / sizeof *fields; i++) {
+    sjson_span s;
+    size_t n;
+    char *text;
+    int found = sjson_member(v->data, v->len, fields[i], &s);
+
+    if (found < 0)
+      return; /* not a JSON object */
+    if (!found || s.kind != SJSON_STRING || !(text = sjson_string(&s, &n)))
+      continue;
+    redact_add(text, n);
+    explicit_bzero(text, n);
+    free(text);
+  }
+}
+
 /* Fetches through provider p; the lock is held. */
 static int fetch(provider p, const secrets_query *q, secrets_value *out,
                  secrets_error *err)
@@ -200,6 +231,8 @@ int secrets_get(const char *id, secrets_mode mode, int64_t deadline_ms,
 
   started_us = clock_mono_us();
   rc = fetch(p, &q, out, err);
+  if (rc == 0)
+    register_for_redaction(out);
   if (rc == 0 && mode != SECRETS_PENDING && ttl > 0)
     cache_put(id, out, ttl, clock_mono_us());
   if (rc == 0)

@@ -142,6 +142,21 @@ end }""" % lua_string(plain[::-1]))
             "port_type": "integer", "key_ok": True, "list_len": 2,
             "blob_len": len(blob), "blob_head": [0, 1, 2, 255]})
 
+    def test_a_secret_leaked_by_the_job_is_redacted(self):
+        password = "pw-" + pysecrets.token_hex(8)
+        self.put("app/creds", json.dumps({"username": "someone",
+                                          "password": password}))
+        self.secrets.append(password)
+        _, body, stderr = self.run_secret_job("leak", """
+return { run = function(ctx)
+  local c = ctx.secret("app/creds")
+  ctx.log.info("careless", { pw = c.password })
+  return { pw = c.password, user = c.username }
+end }""")
+        self.assertEqual(body, {"pw": "[redacted]", "user": "someone"})
+        self.assertIn("careless", stderr)
+        self.assertIn("[redacted]", stderr)
+
     def test_unknown_secret_is_a_named_error(self):
         code, body, _ = self.run_secret_job("unknown", """
 return { run = function(ctx) return ctx.secret("no/such secret") end }
