@@ -256,15 +256,11 @@ static int load_jobs(runtime *rt, job_outcome *out)
     append_message(msg, sizeof msg, err);
   }
   if (bad) {
-    char head[128];
-    snprintf(head, sizeof head, "%d of %d jobs cannot be loaded: ", bad,
-             total);
+    char full[sizeof msg + 64];
+    snprintf(full, sizeof full, "%d of %d jobs cannot be loaded: %s", bad,
+             total, msg);
     out->error_type = strdup("Job.Invalid");
-    out->error_message = malloc(strlen(head) + strlen(msg) + 1);
-    if (out->error_message) {
-      memcpy(out->error_message, head, strlen(head));
-      memcpy(out->error_message + strlen(head), msg, strlen(msg) + 1);
-    }
+    out->error_message = strdup(full);
     return -1;
   }
   return 0;
@@ -272,6 +268,23 @@ static int load_jobs(runtime *rt, job_outcome *out)
 fail:
   out->error_message = strdup(msg);
   return -1;
+}
+
+/* Logs that init is done: the jobs known, how long init took, and a
+ * warning when the handler setting names no job. */
+static void log_ready(const runtime *rt, int64_t started_us)
+{
+  char names[1024];
+
+  if (rt->handler && *rt->handler && !lambda_job_known(rt->known,
+                                                       rt->handler))
+    log_emit(LOG_WARN, "handler names no job: routing by the event",
+             (log_field[]){LOG_S("handler", rt->handler)}, 1);
+  lambda_join_names(rt->known, names, sizeof names);
+  log_emit(LOG_INFO, "runtime ready",
+           (log_field[]){LOG_S("jobs", names),
+                         LOG_I("init_us", clock_mono_us() - started_us)},
+           2);
 }
 
 /* ---- one invocation ---------------------------------------------------- */
@@ -396,17 +409,7 @@ int lambda_main(int argc, char **argv)
     job_outcome_free(&failure);
     goto out;
   }
-  if (rt.handler && *rt.handler && !lambda_job_known(rt.known, rt.handler))
-    log_emit(LOG_WARN, "handler names no job: routing by the event",
-             (log_field[]){LOG_S("handler", rt.handler)}, 1);
-  {
-    char names[1024];
-    lambda_join_names(rt.known, names, sizeof names);
-    log_emit(LOG_INFO, "runtime ready",
-             (log_field[]){LOG_S("jobs", names),
-                           LOG_I("init_us", clock_mono_us() - started)},
-             2);
-  }
+  log_ready(&rt, started);
 
   for (;;) {
     lambda_api_status status;
