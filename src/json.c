@@ -23,7 +23,9 @@
  *   are two keys with the same text (1 and "1"). Keys are written in byte
  *   order of their text, except that the names listed in the metatable's
  *   __columns come first, in that order (query rows keep column order). An
- *   empty unmarked table is {}.
+ *   empty unmarked table is {}. json.array(t) marks t by giving it the
+ *   shared array metatable (replacing any other); json.is_array(v) says
+ *   whether json.encode writes v as an array.
  * - Strings must be valid UTF-8 (RFC 3629: no overlong forms, no
  *   surrogates). The encoder escapes '"', '\\' and control characters below
  *   0x20 (as \b \f \n \r \t or \u00XX) and nothing else; "/" stays as is.
