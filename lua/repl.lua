@@ -424,6 +424,63 @@ function M.promote_local(code)
   return lead .. list .. " = nil; " .. tail
 end
 
+-- A field of t as completion sees it: raw, then from the metatable's
+-- __index when that is a table (a connection's methods). Never runs a
+-- metamethod.
+local function raw_field(t, name)
+  local v = type(t) == "table" and rawget(t, name) or nil
+  if v == nil then
+    local mt = getmetatable(t)
+    local index = type(mt) == "table" and rawget(mt, "__index")
+    if type(index) == "table" then
+      v = rawget(index, name)
+    end
+  end
+  return v
+end
+
+-- The completions of word (what precedes the cursor, up to a blank or an
+-- operator), sorted: globals, or the fields (after ".") or methods
+-- (after ":") of what the path before names.
+function M.complete(word)
+  local path, sep, prefix = word:match("^([%w_.]-)([.:])([%w_]*)$")
+  local scope = _G
+  if path then
+    for name in path:gmatch("[^.]+") do
+      scope = raw_field(scope, name)
+      if scope == nil then
+        return {}
+      end
+    end
+  elseif word:match("^[%a_]?[%w_]*$") then
+    path, sep, prefix = "", "", word
+  else
+    return {}
+  end
+
+  local out, seen = {}, {}
+  local function add_from(t)
+    for k, v in next, t do
+      if type(k) == "string" and not seen[k] and k:match("^[%a_][%w_]*$")
+          and k:sub(1, #prefix) == prefix
+          and (sep ~= ":" or type(v) == "function") then
+        seen[k] = true
+        out[#out + 1] = path .. sep .. k
+      end
+    end
+  end
+  if type(scope) == "table" then
+    add_from(scope)
+  end
+  local mt = getmetatable(scope)
+  local index = type(mt) == "table" and rawget(mt, "__index")
+  if type(index) == "table" then
+    add_from(index)
+  end
+  table.sort(out)
+  return out
+end
+
 -- The message and traceback of an error as caught by host_pcall (a
 -- string with the traceback appended, or an error object carrying it in
 -- .traceback), without the REPL's own frame at the bottom.

@@ -46,6 +46,9 @@
 /* The registry field holding the lua/repl.lua module table. */
 #define REPL_MODULE_KEY "jobhost.repl"
 
+/* The registry field holding the candidates of the last Tab. */
+#define REPL_CANDIDATES_KEY "jobhost.repl.candidates"
+
 /* The metatable of the box that holds job names for .jobs. */
 #define REPL_NAMES_MT "jobhost.repl.names"
 
@@ -94,7 +97,8 @@ static void usage(FILE *out)
 static const char help_text[] =
     "Type Lua; an expression's value is printed (`1 + 1` prints 2) and\n"
     "kept in _. An input that is not finished continues on the next\n"
-    "line. Ctrl-C stops what runs (or drops the line); Ctrl-D leaves.\n"
+    "line. Tab completes names (ctx.lo -> ctx.log). Ctrl-C stops what\n"
+    "runs (or drops the line); Ctrl-D leaves.\n"
     "\n"
     "  ctx                 the ctx a job gets: ctx.db, ctx.connect(t),\n"
     "                      ctx.secret(id), ctx.log.info(msg, fields), ...\n"
@@ -605,6 +609,65 @@ static int is_command(const char *line)
                             (line[1] >= 'A' && line[1] <= 'Z'));
 }
 
+/* ---- completion ---------------------------------------------------------- */
+
+/* Tab completes the word before the cursor: a global, or a field or method
+ * reached through fields ("ctx.log.in" -> "ctx.log.info", "db:qu" ->
+ * "db:query" once db is a connection). lua/repl.lua's complete() finds the
+ * candidates reading tables raw, so completing never runs a metamethod
+ * (ctx.db would connect). libedit's callbacks take no context, hence the
+ * session in a file-level variable while the prompt is up. */
+static repl *completing;
+
+/* Where a word starts: '.' and ':' belong to it. */
+static const char completion_breaks[] = " \t\n\"'()[]{},;=+-*/%^#<>~&|";
+
+/* libedit's generator: the state-th candidate for text, malloc'd, or
+ * NULL after the last. The candidates are computed at state 0 and kept
+ * in the registry until the next completion. */
+static char *next_candidate(const char *text, int state)
+{
+  lua_State *L;
+  char *found = NULL;
+
+  if (!completing || !completing->L)
+    return NULL;
+  L = completing->L;
+  if (state == 0) {
+    lua_settop(L, 0);
+    lua_pushstring(L, text);
+    if (call_helper(L, "complete", 1, 1) != LUA_OK || !lua_istable(L, -1)) {
+      lua_settop(L, 0);
+      lua_pushnil(L);
+    }
+    lua_setfield(L, LUA_REGISTRYINDEX, REPL_CANDIDATES_KEY);
+  }
+  if (lua_getfield(L, LUA_REGISTRYINDEX, REPL_CANDIDATES_KEY) == LUA_TTABLE &&
+      lua_rawgeti(L, -1, state + 1) == LUA_TSTRING)
+    found = strdup(lua_tostring(L, -1));
+  lua_settop(L, 0);
+  return found;
+}
+
+static char **complete_word(const char *text, int start, int end)
+{
+  (void)start;
+  (void)end;
+  rl_attempted_completion_over = 1; /* Lua names, never file names */
+  return rl_completion_matches(text, next_candidate);
+}
+
+/* Sets libedit up for Lua: completion of names, no space added after
+ * one (a '.' or '(' usually follows). */
+static void setup_completion(repl *r)
+{
+  completing = r;
+  rl_attempted_completion_function = complete_word;
+  rl_basic_word_break_characters = completion_breaks;
+  rl_completer_word_break_characters = (char *)completion_breaks;
+  rl_completion_append_character = '\0';
+}
+
 /* ---- input --------------------------------------------------------------- */
 
 static void on_interrupt(int sig)
@@ -857,6 +920,7 @@ int repl_main(int argc, char **argv)
     stifle_history(REPL_HISTORY_MAX);
     if (r.history)
       read_history(r.history);
+    setup_completion(&r);
     catch_interrupts();
     banner(&r, secret);
   }

@@ -497,6 +497,21 @@ class TerminalTest(ReplCase):
         self.prompt(t, r'\n"first session"\n')
         self.assertEqual(t.finish(), 0)
 
+    def test_tab_completes_globals_fields_and_methods(self):
+        t = self.start()
+        self.prompt(t)
+        t.send("json.enc\t")
+        t.expect("ode")
+        t.send("({1})\r")
+        self.prompt(t, r'\n"\[1\]"\n')
+        t.send("c = ctx.db\r")
+        self.prompt(t)
+        t.send("c:qu\t")
+        t.expect("ery")
+        t.send("('SELECT 3 AS x')\r")
+        self.prompt(t, r" x\n---\n 3\n\(1 row\)\n")
+        self.assertEqual(t.finish(), 0)
+
     def test_write_mode_shows_in_the_prompt(self):
         t = self.start("--write")
         t.expect(r"writes ALLOWED")
