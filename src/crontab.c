@@ -45,7 +45,7 @@ static const struct {
 
 /* A parsed line: bit v for value v of each field; day-of-week bits 0-6
  * (Sunday 0). star_dom/star_dow: the field begins with '*', which for
- * crontab means it does not restrict the day (see day_fields). */
+ * crontab means it does not restrict the day (see build). */
 typedef struct {
   uint64_t minutes;
   uint32_t hours;
@@ -55,8 +55,6 @@ typedef struct {
   int star_dom, star_dow;
 } cron_line;
 
-#define ALL_MINUTES ((UINT64_C(1) << 60) - 1)
-#define ALL_HOURS ((UINT32_C(1) << 24) - 1)
 #define ALL_DAYS (((UINT32_C(1) << 31) - 1) << 1)
 #define ALL_MONTHS ((uint16_t)(((1u << 12) - 1) << 1))
 #define ALL_WEEKDAYS ((uint8_t)((1u << 7) - 1))
@@ -322,21 +320,182 @@ static void emit_field(uint64_t set, int min, int max, int shift, char *buf,
 
 /* ---- conversion -------------------------------------------------------- */
 
+/* Days that exist in every month, and whose neighbour does too. */
+#define DAYS_2_TO_28 ((((UINT32_C(1) << 29) - 1)) & ~UINT32_C(3))
+#define DAYS_1_TO_27 ((((UINT32_C(1) << 28) - 1)) & ~UINT32_C(1))
+
+/* A line moved to UTC: the sets the EventBridge fields are written
+ * from. */
+typedef struct {
+  uint64_t minutes;
+  uint32_t hours;
+  uint32_t days;    /* DOM values, when the line restricts them */
+  int last_day;     /* the day-of-month is L */
+  uint16_t months;
+  uint8_t weekdays; /* crontab numbering, Sunday 0 */
+} utc_rule;
+
+/* crontab runs on a day matching either day field when both are
+ * restricted, and on a day matching both when one begins with '*' but
+ * still restricts (as "*\/2"). One EventBridge rule reads exactly one. */
+static int check_day_fields(const cron_line *line, char *err, size_t errlen)
+{
+  if (line->days == ALL_DAYS || line->weekdays == ALL_WEEKDAYS)
+    return 0;
+  if (!line->star_dom && !line->star_dow)
+    return schedule_fail(err, errlen,
+                         "crontab day-of-month, day-of-week: both are "
+                         "restricted, so cron runs on a day matching "
+                         "either; EventBridge reads only one of them: "
+                         "write one rule for each");
+  return schedule_fail(err, errlen,
+                       "crontab day-of-month, day-of-week: both restrict "
+                       "the day and cron needs both to match; one "
+                       "EventBridge rule reads only one of them");
+}
+
+/* Moves every local time of the day (hour x minute) to UTC at `offset`.
+ * The UTC times must again be a product of a minute set and an hour set.
+ * *shift is the day they move to (-1, 0, 1), or 2 when they move to
+ * different days. */
+static int shift_times(const cron_line *line, int32_t offset,
+                       const char *off, utc_rule *r, int *shift, char *err,
+                       size_t errlen)
+{
+  int h, m, count = 0, days_seen = 0;
+
+  for (h = 0; h < 24; h++) {
+    if (!(line->hours & (UINT32_C(1) << h)))
+      continue;
+    for (m = 0; m < 60; m++) {
+      int u, day;
+
+      if (!(line->minutes & (UINT64_C(1) << m)))
+        continue;
+      u = h * 60 + m - offset / 60;
+      day = u < 0 ? -1 : u >= 1440 ? 1 : 0;
+      u -= day * 1440;
+      days_seen |= 1 << (day + 1);
+      r->minutes |= UINT64_C(1) << (u % 60);
+      r->hours |= UINT32_C(1) << (u / 60);
+      count++;
+    }
+  }
+
+  /* Distinct local times stay distinct, so the UTC times fill the product
+   * of their minutes and hours exactly when the counts agree. */
+  if (__builtin_popcountll(r->minutes) * __builtin_popcount(r->hours) !=
+      count)
+    return schedule_fail(err, errlen,
+                         "crontab: at offset %s the times do not keep the "
+                         "same minutes in every hour in UTC; one "
+                         "EventBridge rule cannot express them",
+                         off);
+  *shift = days_seen == 1 ? -1 : days_seen == 2 ? 0 : days_seen == 4 ? 1 : 2;
+  return 0;
+}
+
+/* Moves the day fields by the day shift of the times, where the result is
+ * exact in every month. */
+static int shift_days(const cron_line *line, int shift, const char *off,
+                      utc_rule *r, char *err, size_t errlen)
+{
+  int every_day = line->days == ALL_DAYS && line->weekdays == ALL_WEEKDAYS;
+  const char *which = shift < 0 ? "previous" : "next";
+
+  r->days = line->days;
+  r->months = line->months;
+  r->weekdays = line->weekdays;
+  if (shift == 0)
+    return 0;
+
+  if (shift == 2) {
+    /* Some times move to another day than others: fine only when every
+     * day of every month runs. */
+    if (every_day && line->months == ALL_MONTHS)
+      return 0;
+    return schedule_fail(err, errlen,
+                         "crontab: at offset %s some of the times fall on "
+                         "another UTC day than the others, and the line "
+                         "does not run every day: write one rule for each "
+                         "part",
+                         off);
+  }
+
+  /* Without a day-of-month, the first or last day of a month moves into
+   * its neighbour, which a month set cannot follow. */
+  if (line->days == ALL_DAYS && line->months != ALL_MONTHS)
+    return schedule_fail(err, errlen,
+                         "crontab month: at offset %s the times fall on the "
+                         "%s UTC day, which moves some of them into another "
+                         "month; one EventBridge rule cannot express it",
+                         off, which);
+  if (every_day)
+    return 0;
+
+  if (line->days == ALL_DAYS) {
+    /* Only weekdays restrict the day: they turn with the shift. */
+    unsigned w = r->weekdays;
+
+    w = shift > 0 ? (w << 1) | (w >> 6) : (w >> 1) | (w << 6);
+    r->weekdays = (uint8_t)(w & ALL_WEEKDAYS);
+  } else if (shift < 0 && line->days == (UINT32_C(1) << 1)) {
+    /* The 1st moves to the last day of the month before. */
+    r->last_day = 1;
+    r->months = (uint16_t)(((r->months >> 1) | ((r->months & 2) << 11)) &
+                           ALL_MONTHS);
+  } else if (shift < 0 && (line->days & ~DAYS_2_TO_28) == 0) {
+    r->days >>= 1;
+  } else if (shift > 0 && (line->days & ~DAYS_1_TO_27) == 0) {
+    r->days <<= 1;
+  } else {
+    return schedule_fail(err, errlen,
+                         "crontab day-of-month: at offset %s the times fall "
+                         "on the %s UTC day, and not every month has the "
+                         "day before or after the days named; one "
+                         "EventBridge rule cannot express it",
+                         off, which);
+  }
+  return 0;
+}
+
+/* Writes the EventBridge expression of r: '?' in the day field the line
+ * does not restrict, crontab weekdays renumbered, any year. */
+static int write_rule(const cron_line *line, const utc_rule *r, char *expr,
+                      size_t exprlen, char *err, size_t errlen)
+{
+  char fmin[256], fhour[128], fdom[128], fmon[64], fdow[32];
+
+  emit_field(r->minutes, 0, 59, 0, fmin, sizeof fmin);
+  emit_field(r->hours, 0, 23, 0, fhour, sizeof fhour);
+  emit_field(r->months, 1, 12, 0, fmon, sizeof fmon);
+  snprintf(fdom, sizeof fdom, "?");
+  snprintf(fdow, sizeof fdow, "?");
+  if (r->last_day)
+    snprintf(fdom, sizeof fdom, "L");
+  else if (line->days != ALL_DAYS)
+    emit_field(r->days, 1, 31, 0, fdom, sizeof fdom);
+  else if (line->weekdays != ALL_WEEKDAYS)
+    emit_field(r->weekdays, 1, 7, 1, fdow, sizeof fdow); /* w -> w + 1 */
+  else
+    snprintf(fdom, sizeof fdom, "*");
+
+  if ((size_t)snprintf(expr, exprlen, "cron(%s %s %s %s %s *)", fmin, fhour,
+                       fdom, fmon, fdow) >= exprlen)
+    return schedule_fail(err, errlen, "crontab: the expression is too long");
+  return 0;
+}
+
 /* Builds the UTC expression of line for a zone at `offset` seconds east of
  * UTC. */
 static int build(const cron_line *line, int32_t offset, char *expr,
                  size_t exprlen, char *err, size_t errlen)
 {
-  uint64_t day_minutes[23] = {0}; /* 1440 bits: UTC minute of the day */
-  uint64_t minutes = 0;
-  uint32_t hours = 0, days = line->days;
-  uint16_t months = line->months;
-  uint8_t weekdays = line->weekdays;
-  int shifts = 0; /* bit 0: previous UTC day, 1: same, 2: next */
-  int h, m, shift = 0, set_count = 0, mcount, hcount;
-  int every_day = line->days == ALL_DAYS && line->weekdays == ALL_WEEKDAYS;
-  char off[16], fmin[256], fhour[128], fdom[128], fmon[64], fdow[32];
+  utc_rule r;
+  char off[16];
+  int shift = 0;
 
+  memset(&r, 0, sizeof r);
   schedule_offset_format(offset, off, sizeof off);
   if (offset % 60 != 0)
     return schedule_fail(err, errlen,
@@ -344,118 +503,11 @@ static int build(const cron_line *line, int32_t offset, char *expr,
                          "minute",
                          off);
 
-  /* The day fields: crontab runs when either restricted field matches,
-   * and when one begins with '*' only the other counts (both must match
-   * then). One EventBridge rule reads exactly one of them. */
-  if (line->days != ALL_DAYS && line->weekdays != ALL_WEEKDAYS) {
-    if (!line->star_dom && !line->star_dow)
-      return schedule_fail(
-          err, errlen,
-          "crontab day-of-month, day-of-week: both "
-          "are restricted, so cron runs on a day matching either; "
-          "EventBridge reads only one of them: write one rule for "
-          "each");
-    return schedule_fail(err, errlen,
-                         "crontab day-of-month, day-of-week: both "
-                         "restrict the day and cron needs both to match; one "
-                         "EventBridge rule reads only one of them");
-  }
-
-  /* Move each local time of the day to UTC. */
-  for (h = 0; h < 24; h++) {
-    if (!(line->hours & (UINT32_C(1) << h)))
-      continue;
-    for (m = 0; m < 60; m++) {
-      int u;
-
-      if (!(line->minutes & (UINT64_C(1) << m)))
-        continue;
-      u = h * 60 + m - offset / 60;
-      shift = u < 0 ? -1 : u >= 1440 ? 1 : 0;
-      u -= shift * 1440;
-      shifts |= 1 << (shift + 1);
-      day_minutes[u / 64] |= UINT64_C(1) << (u % 64);
-      minutes |= UINT64_C(1) << (u % 60);
-      hours |= UINT32_C(1) << (u / 60);
-      set_count++;
-    }
-  }
-  mcount = __builtin_popcountll(minutes);
-  hcount = __builtin_popcount(hours);
-  if (mcount * hcount != set_count)
-    return schedule_fail(
-        err, errlen,
-        "crontab: at offset %s the times do not keep "
-        "the same minutes in every hour in UTC; one EventBridge "
-        "rule cannot express them",
-        off);
-
-  /* Times that cross midnight move the day. */
-  if (shifts != (1 << (shift + 1))) {
-    if (!every_day || line->months != ALL_MONTHS)
-      return schedule_fail(
-          err, errlen,
-          "crontab: at offset %s some of the times "
-          "fall on another UTC day than the others, and the line "
-          "does not run every day: write one rule for each part",
-          off);
-    shift = 0;
-  }
-  /* A day shift moves the first or last day of a month into the next
-   * one; only the day-of-month cases below make up for it. */
-  if (shift != 0 && line->days == ALL_DAYS && line->months != ALL_MONTHS)
-    return schedule_fail(
-        err, errlen,
-        "crontab month: at offset %s the times fall "
-        "on the %s UTC day, which moves some of them into another "
-        "month; one EventBridge rule cannot express it",
-        off, shift < 0 ? "previous" : "next");
-  if (shift != 0 && !every_day) {
-    if (line->days == ALL_DAYS) {
-      /* Only weekdays restrict the day: they turn with the shift. */
-      weekdays = (uint8_t)(shift > 0 ? ((weekdays << 1) | (weekdays >> 6))
-                                     : ((weekdays >> 1) | (weekdays << 6)));
-      weekdays &= ALL_WEEKDAYS;
-    } else if (shift < 0 && line->days == (UINT32_C(1) << 1)) {
-      /* The 1st moves to the last day of the month before. */
-      days = 0;
-      months = (uint16_t)(((months >> 1) | ((months & 2) << 11)) & ALL_MONTHS);
-    } else if (shift < 0 && (line->days & ~(UINT32_C(0x1fffffff) & ~3u)) == 0) {
-      days >>= 1; /* every day 2-28 exists in each month */
-    } else if (shift > 0 && (line->days & ~(UINT32_C(0x0fffffff) & ~1u)) == 0) {
-      days <<= 1; /* days 1-27 and the day after exist in each month */
-    } else {
-      return schedule_fail(
-          err, errlen,
-          "crontab day-of-month: at offset %s the "
-          "times fall on the %s UTC day, and not every month has "
-          "the day before or after the days named; one EventBridge "
-          "rule cannot express it",
-          off, shift < 0 ? "previous" : "next");
-    }
-  }
-
-  emit_field(minutes, 0, 59, 0, fmin, sizeof fmin);
-  emit_field(hours, 0, 23, 0, fhour, sizeof fhour);
-  emit_field(months, 1, 12, 0, fmon, sizeof fmon);
-  if (days == 0) {
-    snprintf(fdom, sizeof fdom, "L");
-    snprintf(fdow, sizeof fdow, "?");
-  } else if (line->days != ALL_DAYS) {
-    emit_field(days, 1, 31, 0, fdom, sizeof fdom);
-    snprintf(fdow, sizeof fdow, "?");
-  } else if (line->weekdays != ALL_WEEKDAYS) {
-    snprintf(fdom, sizeof fdom, "?");
-    /* crontab weekday w (0 = Sunday) is EventBridge w + 1. */
-    emit_field(weekdays, 1, 7, 1, fdow, sizeof fdow);
-  } else {
-    snprintf(fdom, sizeof fdom, "*");
-    snprintf(fdow, sizeof fdow, "?");
-  }
-  if ((size_t)snprintf(expr, exprlen, "cron(%s %s %s %s %s *)", fmin, fhour,
-                       fdom, fmon, fdow) >= exprlen)
-    return schedule_fail(err, errlen, "crontab: the expression is too long");
-  return 0;
+  if (check_day_fields(line, err, errlen) < 0 ||
+      shift_times(line, offset, off, &r, &shift, err, errlen) < 0 ||
+      shift_days(line, shift, off, &r, err, errlen) < 0)
+    return -1;
+  return write_rule(line, &r, expr, exprlen, err, errlen);
 }
 
 /* The zone's offsets from ref through the following year, as segments:
