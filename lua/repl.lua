@@ -1,12 +1,18 @@
 -- repl: the Lua side of `jobhost repl` (src/repl.c reads the input, runs
 -- it and writes what this module formats).
 --
+--   repl.install(ctx, dir)   the session's globals: ctx, json, db, sql,
+--                            jobs
 --   repl.show(n, ...)        the text shown for the n values of an input
+--                            (the first is kept in _)
 --   repl.rows(result)        a query result as an aligned table, as psql
 --                            prints one
 --   repl.promote_local(code) `local x = ...` at the start of an input
 --                            becomes `x = ...`, so the value lives on
 --   repl.error_text(err)     an error and its traceback, for the terminal
+--   repl.complete(word)      what Tab offers for the word before the cursor
+--   repl.show_result(json)   a dry run's result, shown and kept in _
+--   repl.jobs_listing(f, d)  what .jobs prints
 --   repl.jobs_table(dir)     a table that loads jobs/NAME.lua on first use
 --   repl.reload()            forgets loaded jobs and modules
 --

@@ -14,7 +14,6 @@ import signal
 import struct
 import termios
 import time
-import unittest
 
 import jhtest
 
