@@ -5,7 +5,7 @@ bench/run.sh installs and builds what is needed and then runs this under
 /usr/bin/python3; run it directly only with a built binary:
 
   /usr/bin/python3 bench/harness.py --jobhost build-bench/jobhost
-      [--runs N] [--quick] [--only GROUP,...] [--json FILE]
+      [--runs N] [--quick] [--only GROUP,...] [--json FILE] [--perf DIR]
 
 It starts a throwaway PostgreSQL 15 (tests/pg.sh) and the fake Secrets
 Manager (tests/fakes/fake_secretsmanager.py), loads the data
@@ -334,6 +334,7 @@ class Bench:
             self.groups = [g for g in self.groups if g.key in keep]
 
     def measure(self):
+        self.load_before = loadavg()
         for g in self.groups:
             log("%s: warm-up and %d runs each" % (g.title, self.runs))
             for i in range(self.runs + 1):
@@ -361,26 +362,64 @@ class Bench:
                         if metric is not None:
                             c.metrics.append(float(metric))
 
+    # -- profiles --------------------------------------------------------
+
+    def profile(self, outdir):
+        """Records each jobhost case under perf (DWARF call graphs) into
+        outdir and prints where its own process spent the time: by
+        library, then the hottest functions. A short case is repeated so
+        that the profile has enough samples."""
+        os.makedirs(outdir, exist_ok=True)
+        for g in self.groups:
+            for c in g.cases:
+                if not c.impl.startswith("jobhost") or c.failed or not c.runs:
+                    continue
+                median = statistics.median(r.wall_ms for r in c.runs)
+                times = 1 if c.before else max(1, min(50, int(
+                    1000 / max(median, 1.0))))
+                data = os.path.join(outdir, "%s-%s.data" % (
+                    g.key, c.impl.replace(" ", "-")))
+                if c.before:
+                    c.before()
+                loop = 'for i in $(seq %d); do "$@" >/dev/null 2>&1; done' % (
+                    times)
+                subprocess.run(["perf", "record", "-q", "-F", "2999",
+                                "--call-graph", "dwarf,16384", "-o", data,
+                                "--", "sh", "-c", loop, "sh", *c.argv],
+                               env=c.env, check=False,
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+                print("\n## profile: %s, %s (%d run%s, %s)\n" % (
+                    g.title, c.impl, times, "" if times == 1 else "s", data))
+                for sort, top in (("dso", 8), ("dso,sym", 25)):
+                    rep = subprocess.run(
+                        ["perf", "report", "-i", data, "--comm", "jobhost",
+                         "--percentage", "relative", "--no-children",
+                         "--sort", sort, "--stdio", "-g", "none"],
+                        capture_output=True, text=True, check=False).stdout
+                    rows = [ln for ln in rep.splitlines()
+                            if ln.strip() and not ln.startswith("#")]
+                    print("\n".join(rows[:top]))
+                    print()
+
     # -- the report ------------------------------------------------------
 
     def report(self):
         results = {"runs": self.runs, "quick": self.quick, "groups": []}
-        lines = []
-        head = ("%-34s %-14s %10s %10s %9s %9s %10s"
-                % ("case", "impl", "median ms", "min ms", "vs floor",
-                   "vs python", "peak RSS MB"))
-        lines.append(head)
-        lines.append("-" * len(head))
+        lines = [
+            "| case | impl | median ms | min ms | CPU ms | time / floor "
+            "| Python time / this | peak RSS MB |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for g in self.groups:
             stats = {}
             for c in g.cases:
                 if c.failed or not c.runs:
                     continue
                 walls = [r.wall_ms for r in c.runs]
+                timed = c.metrics if c.metrics else walls
                 stats[c.impl] = {
-                    "median_ms": statistics.median(
-                        c.metrics if c.metrics else walls),
-                    "min_ms": min(c.metrics if c.metrics else walls),
+                    "median_ms": statistics.median(timed),
+                    "min_ms": min(timed),
                     "wall_median_ms": statistics.median(walls),
                     "cpu_median_ms": statistics.median(
                         [r.cpu_ms for r in c.runs]),
@@ -393,23 +432,27 @@ class Bench:
             for c in g.cases:
                 s = stats.get(c.impl)
                 if not s:
-                    lines.append("%-34s %-14s %s" % (
-                        g.title, c.impl, "FAILED: " + (c.failed or "no runs")))
+                    lines.append("| %s | %s | FAILED: %s | | | | | |" % (
+                        g.title, c.impl, c.failed or "no runs"))
                     continue
                 s["vs_floor"] = s["median_ms"] / floor if floor else None
-                s["vs_python"] = s["median_ms"] / python if python else None
-                lines.append("%-34s %-14s %10.1f %10.1f %9s %9s %10.1f" % (
-                    g.title, c.impl, s["median_ms"], s["min_ms"],
-                    ratio(s["vs_floor"]), ratio(s["vs_python"]),
-                    s["rss_mb"]))
+                s["python_over"] = (python / s["median_ms"]
+                                    if python and s["median_ms"] else None)
+                lines.append("| %s | %s | %.1f | %.1f | %.0f | %s | %s | %.1f |"
+                             % (g.title, c.impl, s["median_ms"], s["min_ms"],
+                                s["cpu_median_ms"], ratio(s["vs_floor"]),
+                                ratio(s["python_over"]), s["rss_mb"]))
             results["groups"].append({"key": g.key, "title": g.title,
                                       "floor": g.floor, "cases": stats})
         print()
         print("\n".join(lines))
         print()
-        print("median of %d runs after a warm-up; wall time from spawn to "
-              "exit, except json (encode time inside the job); peak RSS is "
-              "the client process's maxrss" % self.runs)
+        print("Median of %d runs after a warm-up. Times are wall time from "
+              "spawn to exit, except json's (encode time inside the job, "
+              "the CPU-only encoding); CPU is the client process's user+sys; "
+              "peak RSS is the client process's maxrss. Load average before "
+              "and after: %s, %s." % (self.runs, self.load_before,
+                                      loadavg()))
         print()
         targets = self.targets(results)
         for line in targets:
@@ -463,6 +506,13 @@ def ratio(x):
     return "-" if x is None else "%.2fx" % x
 
 
+def loadavg():
+    """The 1-minute load average: other work on the machine skews wall
+    times, and the table says how much there was."""
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
+
+
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
@@ -476,6 +526,8 @@ def main():
                     help="smoke run: a tenth of the data, one run")
     ap.add_argument("--only", help="groups to run: trivial,purge,rows,json")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--perf", metavar="DIR", help="then profile each jobhost "
+                    "case with perf into DIR and print the hottest code")
     args = ap.parse_args()
     args.jobhost = os.path.abspath(args.jobhost)
 
@@ -485,6 +537,8 @@ def main():
         bench.define()
         bench.measure()
         results = bench.report()
+        if args.perf:
+            bench.profile(os.path.abspath(args.perf))
     finally:
         bench.stop()
     failed = [c for g in bench.groups for c in g.cases if c.failed]

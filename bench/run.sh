@@ -2,7 +2,7 @@
 # run.sh: jobhost's benchmarks in one command, on Debian bookworm as root.
 #
 #   sh bench/run.sh [--quick] [--runs N] [--only trivial,purge,rows,json]
-#                   [--json FILE] [--no-install] [--head]
+#                   [--json FILE] [--perf DIR] [--no-install] [--head]
 #
 # Installs what the cases need (Debian: PostgreSQL 15, psycopg2, boto3;
 # npm: pg and @aws-sdk/client-secrets-manager into bench/node), builds a
