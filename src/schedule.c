@@ -35,18 +35,20 @@ typedef struct {
   int base;                 /* bit of value v is v - base */
   const char *const *names; /* names for min..max, or NULL */
   const char *name_hint;    /* "JAN-DEC" */
-  int step_ok;              /* whether '/' increments are allowed */
+  int step_max;             /* the largest '/' increment; 0: none */
 } field_spec;
 
+/* An increment may be as large as the field's largest value (the year's:
+ * its span); larger ones could name only the start. */
 static const field_spec field_specs[F_COUNT] = {
-    {"minutes", 0, 59, 0, NULL, NULL, 1},
-    {"hours", 0, 23, 0, NULL, NULL, 1},
-    {"day-of-month", 1, 31, 0, NULL, NULL, 1},
-    {"month", 1, 12, 0, schedule_month_names, "JAN-DEC", 1},
+    {"minutes", 0, 59, 0, NULL, NULL, 59},
+    {"hours", 0, 23, 0, NULL, NULL, 23},
+    {"day-of-month", 1, 31, 0, NULL, NULL, 31},
+    {"month", 1, 12, 0, schedule_month_names, "JAN-DEC", 12},
     /* EventBridge lists no '/' among the day-of-week wildcards. */
     {"day-of-week", 1, 7, 0, schedule_weekday_names, "SUN-SAT", 0},
     {"year", SCHEDULE_YEAR_MIN, SCHEDULE_YEAR_MAX, SCHEDULE_YEAR_MIN, NULL,
-     NULL, 1},
+     NULL, SCHEDULE_YEAR_MAX - SCHEDULE_YEAR_MIN},
 };
 
 /* A field's values while parsing: up to 256 bits. */
@@ -244,11 +246,11 @@ static int parse_step(const field_spec *fs, const char **p, int *step,
                       char *err, size_t errlen)
 {
   const char *s = *p;
-  int limit = fs->max - fs->min + (fs->min == 1 ? 1 : 0);
+  int limit = fs->step_max;
   long v = 0;
   int digits = 0;
 
-  if (!fs->step_ok)
+  if (limit == 0)
     return schedule_fail(err, errlen, "%s: increments ('/') are not allowed",
                          fs->name);
   while (isdigit((unsigned char)*s)) {

@@ -254,6 +254,18 @@ class JobSchedule(unittest.TestCase):
         self.assertEqual(proc.returncode, 1)
         self.assertIn("no_such_job", proc.stderr)
 
+    def test_check_reports_an_invalid_schedule(self):
+        self.write_job("weekly", '  schedule = "cron(0 6 * * MON *)",\n')
+        self.write_job("daily", '  schedule = "cron(0 6 * * ? *)",\n')
+        proc = subprocess.run([BIN, "check", "--jobs", self.jobs],
+                              capture_output=True, text=True, timeout=60,
+                              env=self.env)
+        self.assertEqual(proc.returncode, 1, proc.stdout + proc.stderr)
+        out = proc.stdout + proc.stderr
+        self.assertIn("weekly.lua", out)
+        self.assertIn("exactly one of the two must be '?'", out)
+        self.assertNotIn("daily.lua", out)
+
     def test_shipped_jobs_have_valid_schedules(self):
         jobs = os.path.join(SOURCE, "jobs")
         names = sorted(n[:-4] for n in os.listdir(jobs) if n.endswith(".lua"))
