@@ -640,21 +640,25 @@ class RuntimeApiTest(LambdaCase):
         self.write_job("boom", BOOM)
 
     def test_next_has_no_total_timeout(self):
-        """`next` is held open for 6 s, longer than the connect timeout
-        (2 s) and than any total timeout short enough to matter; halfway
-        the process is frozen, as Lambda freezes it between invocations.
-        The event is still processed, from the one `next` call."""
+        """The reported case: `next` answers only after a long wait (the
+        environment sat frozen between two runs). Here `next` is held
+        open for 62 s, longer than every timeout the runtime sets (2 s to
+        connect, 60 s for a post), and for most of it the process is
+        frozen with SIGSTOP, as Lambda freezes it. The event is still
+        processed, and from the one `next` call: no retry after a
+        timeout."""
         api, proc = self.start()
         api.wait_nexts(1)
-        rid = api.push({"job": "hello"}, hold=6.0)
-        time.sleep(2.0)
+        rid = api.push({"job": "hello"}, hold=62.0)
+        time.sleep(3.0)
         proc.send_signal(signal.SIGSTOP)
-        time.sleep(2.0)
+        time.sleep(50.0)
         proc.send_signal(signal.SIGCONT)
-        post = api.wait_post(rid, 20)
+        post = api.wait_post(rid, 30)
         self.assert_ok(api, post)
+        api.wait_nexts(2)
         self.assertEqual(len(api.nexts), 2, "one `next` for the held event, "
-                         "one waiting now: no retry after a timeout")
+                         "one waiting now")
         self.assert_alive(proc)
 
     def test_refusals_are_logged_and_the_loop_goes_on(self):
