@@ -70,6 +70,9 @@
 #define JSON_COLS_MAX 256
 #define JSON_NO_RANK INT_MAX
 
+/* Members a decoded array or object gathers before its table is made. */
+#define JSON_BATCH 32
+
 /* Storage inside the caller's frame before anything is allocated. */
 #define JSON_TEXT_INIT 2048
 #define JSON_KEYS_INIT 32
@@ -480,7 +483,7 @@ typedef struct {
   int cols_depth;           /* the depth of the table it was loaded for */
   int ncols;                /* its length, or -1 when too long to cache */
   json_column cols[JSON_COLS_MAX];
-  int by_rank_ready;          /* whether by_rank has been cleared */
+  int by_rank_ready;          /* how much of by_rank has been cleared */
   int by_rank[JSON_COLS_MAX]; /* members by column place, or -1 */
   int order[JSON_COLS_MAX];   /* members in column order */
   json_frame frames[JSON_MAX_DEPTH];
@@ -876,11 +879,8 @@ static int order_by_rank(json_encoder *e, size_t from, size_t count)
   size_t n = 0, j;
   int ok = 1;
 
-  if (!e->by_rank_ready) {
-    for (int r = 0; r < JSON_COLS_MAX; r++)
-      e->by_rank[r] = -1;
-    e->by_rank_ready = 1;
-  }
+  for (; e->by_rank_ready < e->ncols; e->by_rank_ready++)
+    e->by_rank[e->by_rank_ready] = -1;
   for (j = 0; j < count && ok; j++) {
     int r = k[j].rank;
     ok = r < e->ncols && e->by_rank[r] < 0;
@@ -1350,35 +1350,59 @@ static void decode_word(json_decoder *d, const char *word, size_t n)
 
 static void decode_value(json_decoder *d);
 
-/* Enters an array or object: checks depth and stack room. */
-static void decode_enter(json_decoder *d)
+/* Enters an array or object: checks depth and stack room, and reserves
+ * the slot of its table (made once its first members are known). Returns
+ * that slot. */
+static int decode_enter(json_decoder *d)
 {
   if (d->depth >= JSON_MAX_DEPTH)
     decode_fail(d, d->p, "arrays and objects nest deeper than 1000 levels");
   d->depth++;
-  luaL_checkstack(d->L, 4, "json.decode");
+  luaL_checkstack(d->L, 2 * JSON_BATCH + 4, "json.decode");
   d->p++;
+  lua_pushnil(d->L);
+  return lua_gettop(d->L);
 }
 
+/* Makes the table of an array in slot t, sized for the n values pending
+ * above it (and room more), and moves them in. */
+static void decode_array_table(json_decoder *d, int t, int n, int room)
+{
+  lua_State *L = d->L;
+
+  lua_createtable(L, room, 0);
+  lua_pushvalue(L, d->mt_slot);
+  lua_setmetatable(L, -2);
+  lua_replace(L, t);
+  for (int i = n; i > 0; i--)
+    lua_rawseti(L, t, i);
+}
+
+/* Arrays and objects gather their first JSON_BATCH members on the stack,
+ * so that their table is made at its size instead of growing step by
+ * step; longer ones then grow as usual. */
 static void decode_array(json_decoder *d)
 {
   lua_State *L = d->L;
+  int t = decode_enter(d), pending = 0;
   lua_Integer n = 0;
-
-  decode_enter(d);
-  lua_newtable(L);
-  lua_pushvalue(L, d->mt_slot);
-  lua_setmetatable(L, -2);
 
   skip_space(d);
   if (d->p < d->end && *d->p == ']') {
+    decode_array_table(d, t, 0, 0);
     d->p++;
     d->depth--;
     return;
   }
   for (;;) {
     decode_value(d);
-    lua_rawseti(L, -2, ++n);
+    n++;
+    if (pending < 0) {
+      lua_rawseti(L, t, n);
+    } else if (++pending == JSON_BATCH) {
+      decode_array_table(d, t, pending, 2 * JSON_BATCH);
+      pending = -1;
+    }
     skip_space(d);
     if (d->p < d->end && *d->p == ',') {
       d->p++;
@@ -1388,19 +1412,37 @@ static void decode_array(json_decoder *d)
       break;
     decode_fail(d, d->p, "expected ',' or ']'");
   }
+  if (pending >= 0)
+    decode_array_table(d, t, pending, pending);
   d->p++;
   d->depth--;
+}
+
+/* Makes the table of an object in slot t, sized for the n key-value
+ * pairs pending above it, and moves them in, in order (the last of equal
+ * keys wins). */
+static void decode_object_table(json_decoder *d, int t, int n)
+{
+  lua_State *L = d->L;
+
+  lua_createtable(L, 0, n);
+  lua_replace(L, t);
+  for (int i = 0; i < n; i++) {
+    lua_pushvalue(L, t + 1 + 2 * i);
+    lua_pushvalue(L, t + 2 + 2 * i);
+    lua_rawset(L, t);
+  }
+  lua_settop(L, t);
 }
 
 static void decode_object(json_decoder *d)
 {
   lua_State *L = d->L;
-
-  decode_enter(d);
-  lua_newtable(L);
+  int t = decode_enter(d), pending = 0;
 
   skip_space(d);
   if (d->p < d->end && *d->p == '}') {
+    decode_object_table(d, t, 0);
     d->p++;
     d->depth--;
     return;
@@ -1415,7 +1457,12 @@ static void decode_object(json_decoder *d)
       decode_fail(d, d->p, "expected ':'");
     d->p++;
     decode_value(d);
-    lua_rawset(L, -3);
+    if (pending < 0) {
+      lua_rawset(L, t);
+    } else if (++pending == JSON_BATCH) {
+      decode_object_table(d, t, pending);
+      pending = -1;
+    }
     skip_space(d);
     if (d->p < d->end && *d->p == ',') {
       d->p++;
@@ -1425,6 +1472,8 @@ static void decode_object(json_decoder *d)
       break;
     decode_fail(d, d->p, "expected ',' or '}'");
   }
+  if (pending >= 0)
+    decode_object_table(d, t, pending);
   d->p++;
   d->depth--;
 }

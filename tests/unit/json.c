@@ -439,6 +439,26 @@ static void test_decode(lua_State *L)
         "\\\\t\"') == '/\\\\\"\\b\\f\\n\\r\\t'");
   HOLDS("return json.decode('\"\\u{e9}\\u{1f600}\"') == '\\u{e9}\\u{1f600}'");
   HOLDS("return json.decode('{\"a\":1,\"a\":2}').a == 2");
+  HOLDS("local t = json.decode('{\"a\":1,\"b\":2,\"a\":3}')\n"
+        "return t.a == 3 and t.b == 2");
+
+  /* Long arrays and objects (past the members gathered on the stack),
+   * the last of equal keys winning on both sides of that point. */
+  HOLDS("local parts = {}\n"
+        "for i = 1, 100 do parts[i] = '\"k' .. (i % 35) .. '\":' .. i end\n"
+        "local t = json.decode('{' .. table.concat(parts, ',') .. '}')\n"
+        "local n = 0 for _ in pairs(t) do n = n + 1 end\n"
+        "return n == 35 and t.k1 == 71 and t.k30 == 100 and t.k31 == 66");
+  HOLDS("for _, n in ipairs({1, 31, 32, 33, 64, 65, 1000}) do\n"
+        "  local parts = {}\n"
+        "  for i = 1, n do parts[i] = tostring(i * 3) end\n"
+        "  local t = json.decode('[' .. table.concat(parts, ',') .. ']')\n"
+        "  if #t ~= n or t[n] ~= n * 3 or t[1] ~= 3 or not json.is_array(t)\n"
+        "    then return false end\n"
+        "  local u = json.decode('[' .. table.concat(parts, ',') .. ',[]]')\n"
+        "  if json.encode(u[n + 1]) ~= '[]' then return false end\n"
+        "end\n"
+        "return true");
   HOLDS("return json.decode('null') == json.null");
   HOLDS("return json.decode('[null]')[1] == json.null");
   HOLDS("return json.decode('{\"a\":null}').a == json.null");
