@@ -463,6 +463,26 @@ class TerminalTest(ReplCase):
         self.prompt(t, r"\ntrue\n")
         self.assertEqual(t.finish(), 0)
 
+    def test_ctrl_c_stops_a_dry_run(self):
+        self.write_job("sleeper", "return { run = function(ctx)"
+                       " ctx.db:query('SELECT pg_sleep(30)') end }")
+        t = self.start()
+        self.prompt(t)
+        t.send(".run sleeper\r")
+        deadline = time.monotonic() + 10
+        while self.backends_sleeping() != "1":
+            self.assertLess(time.monotonic(), deadline, "the job never ran")
+            time.sleep(0.1)
+        started = time.monotonic()
+        t.send("\x03")
+        self.prompt(t, r"dry run of sleeper failed: Job.Interrupted: "
+                    r"interrupted\n(.*\n)*")
+        self.assertLess(time.monotonic() - started, 3)
+        self.assertEqual(self.backends_sleeping(), "0")
+        t.send("6 * 7\r")
+        self.prompt(t, r"\n42\n")
+        self.assertEqual(t.finish(), 0)
+
     def test_ctrl_c_at_the_prompt_drops_the_line(self):
         t = self.start()
         self.prompt(t)
