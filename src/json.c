@@ -294,6 +294,7 @@ typedef struct {
   json_key keys_init[JSON_KEYS_INIT];
 } json_store;
 
+/* __close and __gc of the box: frees what it holds, once. */
 static int box_release(lua_State *L)
 {
   json_box *b = lua_touserdata(L, 1);
@@ -473,6 +474,7 @@ typedef struct {
   int plain;         /* written between quotes as it is */
 } json_column;
 
+/* The state of one json_encode call (it lives in the caller's frame). */
 typedef struct {
   lua_State *L;
   json_store st;
@@ -491,7 +493,7 @@ typedef struct {
 
 /* Appends to a fixed buffer, dropping what does not fit. */
 typedef struct {
-  char b[320];
+  char b[1024];
   size_t n;
 } json_msg;
 
@@ -1106,6 +1108,7 @@ const char *json_encode(lua_State *L, int idx, size_t *len)
 
 /* ---- the decoder ------------------------------------------------------- */
 
+/* The state of one json_decode call. */
 typedef struct {
   lua_State *L;
   json_store st;
