@@ -6,7 +6,9 @@
 #               turns into the Lambda runtime when called by that name
 #   lib/        every shared library the binary needs except glibc, which
 #               the runtime has; the binary's RPATH is $ORIGIN/lib
-#   jobs/       the jobs, found at run time as $LAMBDA_TASK_ROOT/jobs
+#   jobs/       the jobs (*.lua) and any CA bundles beside them (*.pem,
+#               e.g. Amazon RDS's, for sslrootcert), found at run time as
+#               $LAMBDA_TASK_ROOT/jobs
 #
 # The runtime's glibc is Amazon Linux 2023's, 2.34, so the build fails when
 # any ELF file in the package needs a GLIBC_ symbol version newer than that
@@ -104,8 +106,10 @@ while read -r name arrow path rest; do
   count=$((count + 1))
 done <"$deps"
 
-# 4. The jobs: the Lua files and whatever they require beside them.
-(cd "$jobs" && find . -type f -name '*.lua' | sort) | while read -r f; do
+# 4. The jobs: the Lua files (jobs and the modules they require) and CA
+# bundles a secret's sslrootcert may name.
+(cd "$jobs" && find . -type f \( -name '*.lua' -o -name '*.pem' \) |
+  sort) | while read -r f; do
   mkdir -p "$root/jobs/$(dirname "$f")"
   cp "$jobs/$f" "$root/jobs/$f"
   chmod 0644 "$root/jobs/$f"
