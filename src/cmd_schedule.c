@@ -28,6 +28,7 @@ typedef struct {
   const char *zone;    /* --tz */
   int64_t from;        /* --from, else now */
   long count;          /* --count */
+  int count_given;     /* --count was on the command line */
 } options;
 
 static const char *const weekday_abbr[] = {"Sun", "Mon", "Tue", "Wed",
@@ -61,7 +62,8 @@ static void usage(FILE *out)
         "                       saving moves the local time\n"
         "  --from-crontab LINE  print the EventBridge expression of a\n"
         "                       five-field crontab line whose times are in\n"
-        "                       --tz (default UTC)\n"
+        "                       --tz (default UTC), then with --count its\n"
+        "                       fire times\n"
         "\n"
         "Exit 0 when valid, 1 when the expression is invalid (the reason\n"
         "on stderr), 2 on bad usage.\n",
@@ -135,6 +137,7 @@ static int parse_args(int argc, char **argv, options *opts)
   if (count != NULL) {
     char *end;
 
+    opts->count_given = 1;
     errno = 0;
     opts->count = strtol(count, &end, 10);
     if (errno != 0 || *end != '\0' || end == count || opts->count < 1 ||
@@ -286,7 +289,9 @@ static int from_crontab(const options *opts)
   for (line = rule.warning; (end = strchr(line, '\n')) != NULL; line = end + 1)
     fprintf(stderr, "jobhost schedule: warning: %.*s\n", (int)(end - line),
             line);
-  return EXIT_OK;
+
+  /* With --count, the new rule's fire times follow it. */
+  return opts->count_given ? preview(opts, rule.expr, NULL) : EXIT_OK;
 }
 
 /* Whether target names a job rather than an expression. */

@@ -206,6 +206,20 @@ class CrontabMigration(unittest.TestCase):
             "2025-01-31T23:00:00Z  Sat 2025-02-01 08:00 +09:00",
             "2025-02-28T23:00:00Z  Sat 2025-03-01 08:00 +09:00"])
 
+    def test_count_previews_the_converted_rule(self):
+        proc = schedule("--from-crontab", "30 2 * * 0", "--tz",
+                        "Europe/Berlin", "--from", "2025-03-20T00:00:00Z",
+                        "--count", "3")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout.splitlines(), [
+            "cron(30 1 ? * 1 *)",
+            "2025-03-23T01:30:00Z  Sun 2025-03-23 02:30 +01:00",
+            "2025-03-30T01:30:00Z  Sun 2025-03-30 03:30 +02:00",
+            "2025-04-06T01:30:00Z  Sun 2025-04-06 03:30 +02:00"])
+        # Both the conversion and the listing see the change to +02:00.
+        self.assertIn("observes daylight saving", proc.stderr)
+        self.assertIn("moves from 02:30 to 03:30", proc.stderr)
+
     def test_what_eventbridge_cannot_express(self):
         for line, message in [
                 ("0 0 15 * 1", "cron runs on a day matching either"),
