@@ -581,6 +581,67 @@ static void test_round_trips(lua_State *L)
         "  and same(back.d, v.d) and back.n == math.mininteger");
 }
 
+/* Random documents (a fixed seed), half of them broken by a fragment put
+ * in: whatever decodes must encode and come back the same; whatever does
+ * not must fail with an offset inside the input. Every prefix of a
+ * document fails too. Under the sanitizer build this also looks for bad
+ * reads. */
+static void test_fragments(lua_State *L)
+{
+  HOLDS("local seed = 20261203\n"
+        "local function rnd(n)\n"
+        "  seed = (seed * 1103515245 + 12345) % 2147483648\n"
+        "  return seed % n + 1\n"
+        "end\n"
+        "local scalars = {'1', '-0', '2.5e3', '-12.5E-2', 'true',\n"
+        "  'false', 'null', '\"a\"', '\"\"', '\"\\\\u00e9\\\\n\"',\n"
+        "  '\"\\\\ud83d\\\\ude00\"', '12345678901234567890',\n"
+        "  '9223372036854775807', '0.1', '\"\\xc3\\xa9\"'}\n"
+        "local junk = {'[', ']', '{', '}', ',', ':', '\"', '\\\\',\n"
+        "  '\\xff', '-', '.', 'e', '\\0', '01', '1e400', '\\\\ud800', ' '}\n"
+        "local function gen(depth)\n"
+        "  local r = rnd(depth > 3 and 1 or 3)\n"
+        "  if r == 1 then return scalars[rnd(#scalars)] end\n"
+        "  local parts = {}\n"
+        "  for i = 1, rnd(4) - 1 do\n"
+        "    local key = r == 2 and '' or '\"k' .. rnd(5) .. '\" : '\n"
+        "    parts[i] = key .. gen(depth + 1)\n"
+        "  end\n"
+        "  local ws = ({'', ' ', '\\n\\t'})[rnd(3)]\n"
+        "  if r == 2 then\n"
+        "    return '[' .. ws .. table.concat(parts, ',' .. ws) .. ']'\n"
+        "  end\n"
+        "  return '{' .. table.concat(parts, ws .. ',') .. ws .. '}'\n"
+        "end\n"
+        "local decoded, failed = 0, 0\n"
+        "for _ = 1, 30000 do\n"
+        "  local s = gen(0)\n"
+        "  if rnd(2) == 1 then\n"
+        "    local at = rnd(#s + 1) - 1\n"
+        "    s = s:sub(1, at) .. junk[rnd(#junk)] .. s:sub(at + rnd(2))\n"
+        "  end\n"
+        "  local ok, v = pcall(json.decode, s)\n"
+        "  if ok then\n"
+        "    local e = json.encode(v)\n"
+        "    if json.encode(json.decode(e)) ~= e then\n"
+        "      error('no round trip: ' .. s)\n"
+        "    end\n"
+        "    decoded = decoded + 1\n"
+        "  else\n"
+        "    local pat = '^json%.decode: .* at offset (%d+)$'\n"
+        "    local off = tonumber(v:match(pat))\n"
+        "    if not off or off > #s then error('bad error: ' .. v) end\n"
+        "    failed = failed + 1\n"
+        "  end\n"
+        "end\n"
+        "local doc = '{\"a\":[1,2.5,\"x\\\\u00e9\",{\"b\":null}],\"c\":true}'\n"
+        "for n = 0, #doc - 1 do\n"
+        "  local ok, v = pcall(json.decode, doc:sub(1, n))\n"
+        "  if ok or not v:find('offset') then error('prefix ' .. n) end\n"
+        "end\n"
+        "return decoded > 10000 and failed > 10000\n");
+}
+
 static void test_null(lua_State *L)
 {
   HOLDS("return json.null == cjson.null");
@@ -807,6 +868,7 @@ int main(void)
   test_paths(L);
   test_decode(L);
   test_round_trips(L);
+  test_fragments(L);
   test_null(L);
   test_c_api(L);
   lua_close(L);
