@@ -1,18 +1,20 @@
 -- repl: the Lua side of `jobhost repl` (src/repl.c reads the input, runs
 -- it and writes what this module formats).
 --
---   repl.install(ctx, dir)   the session's globals: ctx, json, db, sql,
+--   repl.install(ctx, dir, jobs_of)
+--                            the session's globals: ctx, json, db, sql,
 --                            jobs
 --   repl.show(n, ...)        the text shown for the n values of an input
 --                            (the first is kept in _)
 --   repl.rows(result)        a query result as an aligned table, as psql
 --                            prints one
+--   repl.compile(code)       an input as a function, or why it is not one
 --   repl.promote_local(code) `local x = ...` at the start of an input
 --                            becomes `x = ...`, so the value lives on
 --   repl.error_text(err)     an error and its traceback, for the terminal
 --   repl.complete(word)      what Tab offers for the word before the cursor
 --   repl.show_result(json)   a dry run's result, shown and kept in _
---   repl.jobs_listing(f, d)  what .jobs prints
+--   repl.jobs_listing(dir)   what .jobs prints
 --   repl.jobs_table(dir)     a table that loads jobs/NAME.lua on first use
 --   repl.reload()            forgets loaded jobs and modules
 --
@@ -487,6 +489,28 @@ function M.complete(word)
   return out
 end
 
+local function ends_too_soon(err)
+  return err:sub(-5) == "<eof>"
+end
+
+-- Compiles an input: as `return INPUT` first, so that an expression's
+-- value comes back, then as it is, a leading `local` made global.
+-- Returns the function, or nil, the syntax error of the input as it is,
+-- and whether either form ended too soon ("1 +" is no unfinished
+-- statement, but it is an unfinished expression).
+function M.compile(code)
+  local fn, err = load("return " .. code, "=input", "t")
+  if fn then
+    return fn
+  end
+  local incomplete = ends_too_soon(err)
+  fn, err = load(M.promote_local(code), "=input", "t")
+  if fn then
+    return fn
+  end
+  return nil, err, incomplete or ends_too_soon(err)
+end
+
 -- The message and traceback of an error as caught by host_pcall (a
 -- string with the traceback appended, or an error object carrying it in
 -- .traceback), without the REPL's own frame at the bottom.
@@ -523,7 +547,8 @@ end
 
 -- The globals of the session: ctx (built by the host), json, db, the
 -- jobs table and sql(q, ...), a short ctx.db:query(q, ...).
-function M.install(ctx, dir)
+function M.install(ctx, dir, jobs_of)
+  M.jobs_of = jobs_of
   rawset(_G, "ctx", ctx)
   rawset(_G, "json", json)
   rawset(_G, "db", require "db")
@@ -554,10 +579,10 @@ local function job_summary(dir, name)
 end
 
 -- What .jobs prints: a line a job (name, schedule, description, or why
--- the job is invalid), aligned. jobs_of(dir) lists the jobs and checks
--- each (src/repl.c).
-function M.jobs_listing(jobs_of, dir)
-  local jobs = jobs_of(dir)
+-- the job is invalid), aligned. M.jobs_of(dir), given by install, lists
+-- the jobs and checks each (src/repl.c).
+function M.jobs_listing(dir)
+  local jobs = M.jobs_of(dir)
   local name_width, schedule_width = 4, 8
   for _, job in ipairs(jobs) do
     if not job.error then

@@ -31,7 +31,6 @@
 #include "db.h"
 #include "host.h"
 #include "job.h"
-#include "log.h"
 
 /* The Lua heap the session may use when JOBHOST_MEMORY_MB does not say.
  * Larger than a job's default: a session accumulates results. */
@@ -62,6 +61,8 @@ typedef struct {
   int write;            /* --write: connections may change data */
   int interactive;      /* standard input is a terminal */
   int failures;         /* inputs that failed */
+  int restart;          /* the state must be replaced before the next
+                           input (its heap is full of globals) */
   char *history;        /* the history file, or NULL for none */
   char prompt[32];
   char prompt_more[32];
@@ -142,6 +143,42 @@ static int call_helper(lua_State *L, const char *name, int nargs,
   return host_pcall(L, nargs, nresults);
 }
 
+/* A helper call whose one argument is text held in C. */
+typedef struct {
+  const char *helper;
+  const char *text;
+  size_t len;
+  int nresults;
+} text_call;
+
+/* Lua: helper(text), so that copying the text into the state (which
+ * can fail when the heap is full) happens under protection. */
+static int call_with_text(lua_State *L)
+{
+  const text_call *c = lua_touserdata(L, 1);
+
+  push_helper(L, c->helper);
+  lua_pushlstring(L, c->text, c->len);
+  lua_call(L, 1, c->nresults);
+  return c->nresults;
+}
+
+/* Calls helper with text as its argument under host_pcall. Leaves
+ * nresults values or the error; returns the status. */
+static int call_helper_text(lua_State *L, const char *helper,
+                            const char *text, size_t len, int nresults)
+{
+  text_call c;
+
+  c.helper = helper;
+  c.text = text;
+  c.len = len;
+  c.nresults = nresults;
+  lua_pushcfunction(L, call_with_text);
+  lua_pushlightuserdata(L, &c);
+  return host_pcall(L, 1, nresults);
+}
+
 /* __gc of the box holding job_list's names while jobs_of works. */
 static int names_gc(lua_State *L)
 {
@@ -150,6 +187,36 @@ static int names_gc(lua_State *L)
   job_list_free(*box);
   *box = NULL;
   return 0;
+}
+
+/* Lua: jobs_of(dir) -> an array of {name = NAME, error = nil or why the
+ * job is invalid}, sorted by name. Raises when the folder cannot be read.
+ * The names live in a box until copied, so an error cannot leak them. */
+static int jobs_of(lua_State *L)
+{
+  const char *dir = luaL_checkstring(L, 1);
+  char ***box = lua_newuserdatauv(L, sizeof *box, 0);
+  char err[2048];
+  lua_Integer i;
+
+  *box = NULL;
+  luaL_setmetatable(L, REPL_NAMES_MT);
+  *box = job_list(dir);
+  if (!*box)
+    return luaL_error(L, "cannot read the jobs folder %s: %s", dir,
+                      strerror(errno));
+  lua_newtable(L);
+  for (i = 0; (*box)[i]; i++) {
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, (*box)[i]);
+    lua_setfield(L, -2, "name");
+    if (job_check(dir, (*box)[i], err, sizeof err) != 0) {
+      lua_pushstring(L, err);
+      lua_setfield(L, -2, "error");
+    }
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
 }
 
 /* The protected part of opening the session's state: the module, the
@@ -177,7 +244,8 @@ static int setup_state(lua_State *L)
   push_helper(L, "install");
   job_push_ctx(L, r->target, 0, NULL, NULL);
   lua_pushstring(L, r->jobs_dir);
-  lua_call(L, 2, 0);
+  lua_pushcfunction(L, jobs_of);
+  lua_call(L, 3, 0);
   return 0;
 }
 
@@ -231,6 +299,15 @@ static void close_state(repl *r)
   r->L = NULL;
 }
 
+/* Replaces the session's state with a fresh one. Returns 0, or -1 when
+ * none could be had (the session must end). */
+static int restart_state(repl *r)
+{
+  r->restart = 0;
+  close_state(r);
+  return open_state(r);
+}
+
 /* ---- errors -------------------------------------------------------------- */
 
 /* Whether the error at idx is a write refused by a read-only connection:
@@ -279,12 +356,12 @@ static void report_error(repl *r)
         return;
       }
       /* The session's own globals fill the heap: not even the next input
-       * could be compiled. Only a fresh state gets the session going. */
-      close_state(r);
+       * could be compiled. Only a fresh state gets the session going;
+       * the loop makes it once this input is done with the old one. */
       fprintf(stderr, "error: memory limit of %zu MiB reached and the "
               "session's globals hold most of it: the session starts "
               "afresh (globals are gone, ctx is new)\n", limit_mb);
-      open_state(r);
+      r->restart = 1;
     } else {
       fprintf(stderr, "error: %s\n", host_stop_message(L, stop));
     }
@@ -312,50 +389,28 @@ static void report_error(repl *r)
 
 /* ---- running an input ---------------------------------------------------- */
 
-/* Whether the syntax error at the top of the stack says the input ended
- * too soon ("... near <eof>"): then more lines may finish it. */
-static int is_incomplete(lua_State *L)
-{
-  size_t len;
-  const char *msg = lua_tolstring(L, -1, &len);
-  static const char mark[] = "<eof>";
-
-  return msg && len >= sizeof mark - 1 &&
-         strcmp(msg + len - (sizeof mark - 1), mark) == 0;
-}
-
-/* Compiles an input: first as `return INPUT`, so an expression's value
- * comes back, then as it is (a leading `local` made global). Pushes the
- * function, or the syntax error of the input as it is; returns the
- * luaL_load status (LUA_ERRRUN when the rewrite itself failed).
- * *incomplete tells whether either form ended too soon ("1 +" is not an
- * unfinished statement, but it is an unfinished expression). */
+/* Compiles an input with lua/repl.lua's compile(): first as `return
+ * INPUT`, so an expression's value comes back, then as it is (a leading
+ * `local` made global). Pushes the function and returns LUA_OK; or
+ * pushes the syntax error and returns LUA_ERRSYNTAX, *incomplete telling
+ * whether the input ended too soon (more lines may finish it); or
+ * pushes the error of the helper itself and returns its status. */
 static int compile(repl *r, const char *code, int *incomplete)
 {
   lua_State *L = r->L;
-  const char *text;
-  size_t len;
-  int status;
+  int status = call_helper_text(L, "compile", code, strlen(code), 3);
 
-  lua_pushfstring(L, "return %s", code);
-  text = lua_tolstring(L, -1, &len);
-  if (host_load(L, text, len, "=input") == LUA_OK) {
-    lua_remove(L, -2);
-    *incomplete = 0;
+  *incomplete = 0;
+  if (status != LUA_OK)
+    return status;
+  if (lua_isfunction(L, -3)) {
+    lua_pop(L, 2);
     return LUA_OK;
   }
-  *incomplete = is_incomplete(L);
-  lua_pop(L, 2);
-
-  lua_pushstring(L, code);
-  if (call_helper(L, "promote_local", 1, 1) != LUA_OK)
-    return LUA_ERRRUN;
-  text = lua_tolstring(L, -1, &len);
-  status = host_load(L, text, len, "=input");
+  *incomplete = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   lua_remove(L, -2);
-  if (status == LUA_ERRSYNTAX && is_incomplete(L))
-    *incomplete = 1;
-  return status;
+  return LUA_ERRSYNTAX;
 }
 
 /* Shows the n values at the top of the stack on stdout (popped) and
@@ -485,8 +540,8 @@ static void cmd_run(repl *r, int argc, char **argv)
     lua_State *L = r->L;
 
     lua_settop(L, 0);
-    lua_pushlstring(L, out.result, out.result_len);
-    if (call_helper(L, "show_result", 1, 1) == LUA_OK) {
+    if (call_helper_text(L, "show_result", out.result, out.result_len, 1) ==
+        LUA_OK) {
       printf("dry run of %s, rolled back after %lld ms; its result:\n%s\n",
              req.name, (long long)(out.duration_us / 1000),
              lua_tostring(L, -1));
@@ -506,36 +561,6 @@ static void cmd_run(repl *r, int argc, char **argv)
   job_outcome_free(&out);
 }
 
-/* Lua: jobs_of(dir) -> an array of {name = NAME, error = nil or why the
- * job is invalid}, sorted by name. Raises when the folder cannot be read.
- * The names live in a box until copied, so an error cannot leak them. */
-static int jobs_of(lua_State *L)
-{
-  const char *dir = luaL_checkstring(L, 1);
-  char ***box = lua_newuserdatauv(L, sizeof *box, 0);
-  char err[2048];
-  lua_Integer i;
-
-  *box = NULL;
-  luaL_setmetatable(L, REPL_NAMES_MT);
-  *box = job_list(dir);
-  if (!*box)
-    return luaL_error(L, "cannot read the jobs folder %s: %s", dir,
-                      strerror(errno));
-  lua_newtable(L);
-  for (i = 0; (*box)[i]; i++) {
-    lua_createtable(L, 0, 2);
-    lua_pushstring(L, (*box)[i]);
-    lua_setfield(L, -2, "name");
-    if (job_check(dir, (*box)[i], err, sizeof err) != 0) {
-      lua_pushstring(L, err);
-      lua_setfield(L, -2, "error");
-    }
-    lua_rawseti(L, -2, i + 1);
-  }
-  return 1;
-}
-
 /* .jobs: each job's name, schedule and description, or why it is
  * invalid. */
 static void cmd_jobs(repl *r)
@@ -543,9 +568,8 @@ static void cmd_jobs(repl *r)
   lua_State *L = r->L;
 
   lua_settop(L, 0);
-  lua_pushcfunction(L, jobs_of);
-  lua_pushstring(L, r->jobs_dir);
-  if (call_helper(L, "jobs_listing", 2, 1) != LUA_OK) {
+  if (call_helper_text(L, "jobs_listing", r->jobs_dir, strlen(r->jobs_dir),
+                       1) != LUA_OK) {
     report_error(r);
     return;
   }
@@ -635,8 +659,8 @@ static char *next_candidate(const char *text, int state)
   L = completing->L;
   if (state == 0) {
     lua_settop(L, 0);
-    lua_pushstring(L, text);
-    if (call_helper(L, "complete", 1, 1) != LUA_OK || !lua_istable(L, -1)) {
+    if (call_helper_text(L, "complete", text, strlen(text), 1) != LUA_OK ||
+        !lua_istable(L, -1)) {
       lua_settop(L, 0);
       lua_pushnil(L);
     }
@@ -807,7 +831,7 @@ static void loop(repl *r)
         quit = command(r, strchr(line, '.'));
         free(line);
         fflush(stdout);
-        if (quit || !r->L)
+        if (quit || (r->restart && restart_state(r) != 0))
           goto out;
         continue;
       }
@@ -829,8 +853,8 @@ static void loop(repl *r)
     free(buf);
     buf = NULL;
     fflush(stdout);
-    if (!r->L)
-      goto out; /* a fresh state could not be had */
+    if (r->restart && restart_state(r) != 0)
+      goto out;
   }
 
   /* The input ended in the middle of a chunk: in a script that is an

@@ -110,6 +110,28 @@ describe("repl.rows", function()
   end)
 end)
 
+describe("repl.compile", function()
+  it("returns an expression's value", function()
+    check.eq(repl.compile("1 + 1")(), 2)
+  end)
+
+  it("keeps a leading local for the session", function()
+    repl.compile("local spec_z = 3")()
+    check.eq(_G.spec_z, 3)
+    _G.spec_z = nil
+  end)
+
+  it("tells an unfinished input from a wrong one", function()
+    local fn, err, more = repl.compile("1 +")
+    check.eq({ fn, type(err), more }, { nil, "string", true })
+    fn, err, more = repl.compile("for i = 1, 2 do")
+    check.eq({ fn, type(err), more }, { nil, "string", true })
+    fn, err, more = repl.compile("x = = 1")
+    check.eq({ fn, more }, { nil, false })
+    check.truthy(err:find("near '='", 1, true))
+  end)
+end)
+
 describe("repl.promote_local", function()
   local cases = {
     { "local x = 1", "x = 1" },
