@@ -437,6 +437,27 @@ class DeadlineTest(LambdaCase):
     def test_deadline_inside_a_lua_loop(self):
         self.run_into_deadline("lua_loop")
 
+    def test_batches_stop_before_the_deadline(self):
+        """The reported case, scaled down: the job works in batches and
+        checks ctx.remaining_ms(); it stops in time and returns what it
+        did, as a success."""
+        self.write_job("batches", """
+return { params = { batch_seconds = 0.5 }, run = function(ctx, params)
+  local n = 0
+  while ctx.remaining_ms() >= 2000 do
+    ctx.db:query("SELECT pg_sleep($1::float8)", params.batch_seconds)
+    n = n + 1
+  end
+  return { done = false, batches = n }
+end }""")
+        api, proc = self.start(db_env=self.db)
+        post = self.invoke(api, {"job": "batches"}, deadline_in=4.0)
+        body = self.assert_ok(api, post)
+        self.assertFalse(body["done"])
+        self.assertGreaterEqual(body["batches"], 2)
+        self.assertLess(post.received_ms,
+                        api.by_id[post.request_id].deadline_sent - 1000)
+
     def test_deadline_already_past(self):
         api, proc = self.start(db_env=self.db)
         post = self.invoke(api, {"job": "pid"}, deadline_in=0.2)
