@@ -111,8 +111,10 @@ static int wait_socket(PGconn *pg, short events, int64_t deadline_ms)
     return 0;
   if (p.revents & POLLNVAL)
     return -1;
-  /* POLLERR and POLLHUP are left to libpq, which reads the reason. */
-  return p.revents | (p.revents & (POLLERR | POLLHUP) ? POLLIN : 0);
+  /* On POLLERR and POLLHUP libpq reads the reason: report readable. */
+  if (p.revents & (POLLERR | POLLHUP))
+    return p.revents | POLLIN;
+  return p.revents;
 }
 
 /* Reads what arrived until PQisBusy says a result (or a single row) can
@@ -196,8 +198,9 @@ db_status db_conn_next(db_conn *c, const db_limits *limits, PGresult **res)
   return DB_OK;
 }
 
-db_status db_conn_copy_data(db_conn *c, const db_limits *limits, char **buf,
-                            int *len)
+/* Waits for a row of COPY OUT data. Does not cancel on a limit. */
+static db_status await_copy_data(db_conn *c, const db_limits *limits,
+                                 char **buf, int *len)
 {
   for (;;) {
     db_status st;
@@ -210,13 +213,19 @@ db_status db_conn_copy_data(db_conn *c, const db_limits *limits, char **buf,
     }
     st = check_limits(limits);
     if (st != DB_OK)
-      return settle(c, st);
+      return st;
     ready = wait_socket(c->pg, POLLIN, limits->deadline_ms);
     if (ready < 0)
-      return settle(c, DB_LOST);
+      return DB_LOST;
     if (ready > 0 && !PQconsumeInput(c->pg))
-      return settle(c, DB_LOST);
+      return DB_LOST;
   }
+}
+
+db_status db_conn_copy_data(db_conn *c, const db_limits *limits, char **buf,
+                            int *len)
+{
+  return settle(c, await_copy_data(c, limits, buf, len));
 }
 
 db_status db_conn_copy_put(db_conn *c, const db_limits *limits,
@@ -267,7 +276,7 @@ static db_status discard_copy_out(db_conn *c, const db_limits *limits)
   for (;;) {
     char *buf = NULL;
     int n = 0;
-    db_status st = db_conn_copy_data(c, limits, &buf, &n);
+    db_status st = await_copy_data(c, limits, &buf, &n);
 
     if (buf)
       PQfreemem(buf);

@@ -612,6 +612,26 @@ describe("deadlines", function()
     c:exec("DROP TABLE dl")
   end)
 
+  it("stop a slow stream and a slow COPY with the timeout", function()
+    for _, code in ipairs({[=[
+      local c = require("db").connect("")
+      for _ in c:rows([[SELECT g, pg_sleep(CASE WHEN g = 3 THEN 20 ELSE 0
+          END) FROM generate_series(1, 5) g]]) do
+      end
+    ]=], [=[
+      local c = require("db").connect("")
+      c:copy_out("COPY (SELECT pg_sleep(20)) TO STDOUT", print)
+    ]=]}) do
+      local t0 = os.time()
+      local ok, msg, stop = spec.isolated(code, {deadline_ms = 2500})
+      check.eq(ok, false)
+      check.eq(stop, "timeout")
+      check.truthy(msg:find("deadline"), msg)
+      check.truthy(os.time() - t0 < 10, "stopped in time")
+    end
+    check.eq(one(db.connect(""), "SELECT 9 AS x").x, 9)
+  end)
+
   it("cap statement_timeout below the deadline, never above the role's",
     function()
       local ok, v = spec.isolated([[
