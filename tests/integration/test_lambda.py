@@ -274,6 +274,18 @@ class RoutingTest(LambdaCase):
         self.assert_ok(api, self.invoke(api, {"job": "hello"}))
         self.assert_alive(proc)
 
+    def test_out_of_memory_job(self):
+        self.write_job("hog", """
+return { run = function()
+  local t = {}
+  while true do t[#t + 1] = string.rep("x", 1024) .. #t end
+end }""")
+        api, proc = self.start(JOBHOST_MEMORY_MB="16")
+        self.assert_error(api, self.invoke(api, {"job": "hog"}),
+                          "Runtime.OutOfMemory", "16 MiB")
+        self.assert_ok(api, self.invoke(api, {"job": "hello"}))
+        self.assert_alive(proc)
+
     def test_garbage_bodies_are_invalid_events(self):
         api, proc = self.start()
         cases = [
