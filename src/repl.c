@@ -31,6 +31,7 @@
 #include "db.h"
 #include "host.h"
 #include "job.h"
+#include "redact.h"
 
 /* The Lua heap the session may use when JOBHOST_MEMORY_MB does not say.
  * Larger than a job's default: a session accumulates results. */
@@ -177,6 +178,30 @@ static int call_helper_text(lua_State *L, const char *helper,
   lua_pushcfunction(L, call_with_text);
   lua_pushlightuserdata(L, &c);
   return host_pcall(L, 1, nresults);
+}
+
+/* Writes prefix, the string at the top of the stack (left there) and a
+ * newline to out. What the REPL shows passes the same redaction as the
+ * log: a registered secret value shows as "[redacted]", so one printed
+ * by mistake stays off the screen. */
+static void emit(lua_State *L, FILE *out, const char *prefix)
+{
+  size_t len, shown_len;
+  const char *text = lua_tolstring(L, -1, &len);
+  char *shown;
+
+  if (!text) {
+    text = "(a value that cannot be shown)";
+    len = strlen(text);
+  }
+  shown = redact_active() ? redact_copy(text, len, &shown_len) : NULL;
+  fputs(prefix, out);
+  if (shown)
+    fwrite(shown, 1, shown_len, out);
+  else
+    fwrite(text, 1, len, out);
+  fputc('\n', out);
+  free(shown);
 }
 
 /* __gc of the box holding job_list's names while jobs_of works. */
@@ -370,13 +395,15 @@ static void report_error(repl *r)
 
   read_only = !r->write && is_read_only_error(L, -1);
   if (call_helper(L, "error_text", 1, 1) == LUA_OK) {
-    fprintf(stderr, "error: %s\n", lua_tostring(L, -1));
+    emit(L, stderr, "error: ");
   } else {
     /* Formatting the error failed too (its __tostring raised): say what
      * can be said without running more of it. */
-    fprintf(stderr, "error: %s\n", lua_type(L, -1) == LUA_TSTRING
-                                       ? lua_tostring(L, -1)
-                                       : "(an error that cannot be shown)");
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "(an error that cannot be shown)");
+    }
+    emit(L, stderr, "error: ");
     if (host_get(L)->stop != HOST_RUNNING)
       host_resume(L);
   }
@@ -427,7 +454,7 @@ static void show_values(repl *r, int n)
     report_error(r);
     return;
   }
-  puts(lua_tostring(L, -1));
+  emit(L, stdout, "");
   lua_pop(L, 1);
 }
 
@@ -445,7 +472,7 @@ static eval_status evaluate(repl *r, const char *code, int at_end)
     return EVAL_MORE;
   }
   if (status == LUA_ERRSYNTAX) {
-    fprintf(stderr, "error: %s\n", lua_tostring(L, -1));
+    emit(L, stderr, "error: ");
     r->failures++;
     lua_settop(L, 0);
     return EVAL_FAILED;
@@ -542,9 +569,9 @@ static void cmd_run(repl *r, int argc, char **argv)
     lua_settop(L, 0);
     if (call_helper_text(L, "show_result", out.result, out.result_len, 1) ==
         LUA_OK) {
-      printf("dry run of %s, rolled back after %lld ms; its result:\n%s\n",
-             req.name, (long long)(out.duration_us / 1000),
-             lua_tostring(L, -1));
+      printf("dry run of %s, rolled back after %lld ms; its result:\n",
+             req.name, (long long)(out.duration_us / 1000));
+      emit(L, stdout, "");
     } else {
       report_error(r);
     }
@@ -573,7 +600,7 @@ static void cmd_jobs(repl *r)
     report_error(r);
     return;
   }
-  puts(lua_tostring(L, -1));
+  emit(L, stdout, "");
   lua_settop(L, 0);
 }
 

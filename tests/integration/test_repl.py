@@ -202,11 +202,16 @@ class TargetTest(ReplCase):
         for k in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"):
             env.pop(k)
         proc = self.repl("sql('SELECT current_database() AS db')[1].db\n"
-                         "ctx.secret('team/db')\n",
+                         "ctx.secret('team/db')\n"
+                         "ctx.secret('team/db').password\n"
+                         "error(ctx.secret('team/db').password)\n",
                          "--secret", "team/db", env=env)
-        self.assertEqual(proc.returncode, 0, proc.stderr)
-        self.assertTrue(proc.stdout.startswith('"repl_test"\n'), proc.stdout)
-        self.assertIn('"password": "***"', proc.stdout)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        lines = proc.stdout.splitlines()
+        self.assertEqual(lines[0], '"repl_test"')
+        self.assertIn('  "password": "***",\n', proc.stdout)
+        self.assertEqual(lines[-1], '"[redacted]"')
+        self.assertIn("error: input:1: [redacted]", proc.stderr)
 
     def test_db_takes_a_conninfo(self):
         pg = self.db_env
