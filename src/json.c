@@ -65,8 +65,8 @@
 /* How deep arrays and objects may nest, encoding and decoding. */
 #define JSON_MAX_DEPTH 1000
 
-/* How many __columns names an encode call keeps at hand; the rare
- * longer lists are read from the table each time. */
+/* How many __columns names an encode call keeps at hand; for the rare
+ * longer lists it makes a table from name to place. */
 #define JSON_COLS_MAX 256
 #define JSON_NO_RANK INT_MAX
 
@@ -480,6 +480,7 @@ typedef struct {
   json_store st;
   int mt_slot;              /* the array metatable */
   int columns_slot;         /* the string "__columns" */
+  int ranks_slot;           /* a long __columns list as name -> place */
   int depth;                /* open tables */
   const void *cols_table;   /* the __columns list cached in cols */
   int cols_depth;           /* the depth of the table it was loaded for */
@@ -755,7 +756,8 @@ JSON_NORETURN static void encode_bad_column(json_encoder *e, lua_Integer i)
 }
 
 /* Makes the __columns list cols the one at hand: its names are kept in
- * e->cols for the rest of the call (query rows share one list). */
+ * e->cols for the rest of the call (query rows share one list); a list
+ * too long for that becomes a table from name to place instead. */
 static void columns_load(json_encoder *e, int cols)
 {
   lua_State *L = e->L;
@@ -768,8 +770,25 @@ static void columns_load(json_encoder *e, int cols)
   m = lua_rawlen(L, cols);
   e->cols_table = p;
   e->ncols = -1;
-  if (m > JSON_COLS_MAX)
+  if (m > JSON_COLS_MAX) {
+    lua_createtable(L, 0, m > INT_MAX ? INT_MAX : (int)m);
+    for (lua_Unsigned j = 1; j <= m; j++) {
+      if (lua_rawgeti(L, cols, (lua_Integer)j) != LUA_TSTRING) {
+        e->cols_table = NULL;
+        encode_bad_column(e, (lua_Integer)j);
+      }
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, -3) == LUA_TNIL && j <= INT_MAX) {
+        lua_pop(L, 1);
+        lua_pushinteger(L, (lua_Integer)j - 1);
+        lua_rawset(L, -3);
+      } else {
+        lua_pop(L, 2);
+      }
+    }
+    lua_replace(L, e->ranks_slot);
     return;
+  }
 
   for (int j = 0; j < (int)m; j++) {
     json_column *c = &e->cols[j];
@@ -798,7 +817,7 @@ static int columns_again(json_encoder *e, int cols)
 static int column_rank(json_encoder *e, int cols, const char *s, size_t len)
 {
   lua_State *L = e->L;
-  lua_Integer m;
+  int rank = JSON_NO_RANK;
 
   columns_again(e, cols);
   for (int j = 0; j < e->ncols; j++) {
@@ -809,18 +828,11 @@ static int column_rank(json_encoder *e, int cols, const char *s, size_t len)
   if (e->ncols >= 0)
     return JSON_NO_RANK;
 
-  m = (lua_Integer)lua_rawlen(L, cols);
-  for (lua_Integer j = 1; j <= m; j++) {
-    size_t n;
-    const char *c;
-    if (lua_rawgeti(L, cols, j) != LUA_TSTRING)
-      encode_bad_column(e, j);
-    c = lua_tolstring(L, -1, &n);
-    lua_pop(L, 1);
-    if (n == len && memcmp(c, s, len) == 0)
-      return j - 1 < INT_MAX ? (int)(j - 1) : JSON_NO_RANK;
-  }
-  return JSON_NO_RANK;
+  lua_pushlstring(L, s, len);
+  if (lua_rawget(L, e->ranks_slot) == LUA_TNUMBER)
+    rank = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return rank;
 }
 
 /* Writes the key of member k and its colon; the key is in its frame
@@ -1086,7 +1098,7 @@ const char *json_encode(lua_State *L, int idx, size_t *len)
   json_encoder e;
 
   idx = lua_absindex(L, idx);
-  luaL_checkstack(L, 6, "json.encode");
+  luaL_checkstack(L, 8, "json.encode");
   e.L = L;
   e.depth = 0;
   e.cols_table = NULL;
@@ -1098,6 +1110,8 @@ const char *json_encode(lua_State *L, int idx, size_t *len)
   e.mt_slot = lua_gettop(L);
   lua_pushliteral(L, "__columns");
   e.columns_slot = lua_gettop(L);
+  lua_pushnil(L);
+  e.ranks_slot = lua_gettop(L);
 
   encode_value(&e, idx);
 

@@ -313,6 +313,31 @@ static void test_tables(lua_State *L)
   ENCODE_FAILS("setmetatable({a = 1}, {__columns = {'a', 5}})",
                "json.encode: $: __columns[2] is not a string");
 
+  /* Wide rows (past the names kept at hand), with a repeated name and
+   * keys that are not columns. */
+  HOLDS("local cols, row = {}, {}\n"
+        "for i = 1, 1000 do cols[i] = 'c' .. i; row['c' .. i] = i end\n"
+        "cols[1001] = 'c5'\n"
+        "row.extra = true\n"
+        "row[7] = 'seven'\n"
+        "local rows = json.array()\n"
+        "for i = 1, 50 do\n"
+        "  rows[i] = setmetatable(row, {__columns = cols})\n"
+        "end\n"
+        "local s = json.encode(rows)\n"
+        "local one = json.encode(rows[1])\n"
+        "return one:sub(1, 19) == '{\"c1\":1,\"c2\":2,\"c3\"'\n"
+        "  and one:sub(-38) == '\"c1000\":1000,\"7\":\"seven\",\"extra\""
+        ":true}'\n"
+        "  and s == '[' .. string.rep(one, 50, ',') .. ']'\n"
+        "  and select(2, one:gsub('\"c5\"', '')) == 1");
+  ENCODE_FAILS("(function() local cols = {}\n"
+               "for i = 1, 300 do cols[i] = 'c' .. i end\n"
+               "cols[299] = true\n"
+               "return {x = setmetatable({c1 = 1}, {__columns = cols})}"
+               " end)()",
+               "json.encode: $.x: __columns[299] is not a string");
+
   /* Marked arrays hold exactly 1..n. */
   ENCODE_FAILS("{list = json.array({1, 2, x = 3})}",
                "json.encode: $.list: array (json.array) has keys other "
