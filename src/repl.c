@@ -109,6 +109,7 @@ static const char help_text[] =
     "  jobs.NAME           the spec of jobs/NAME.lua, loaded on first use:\n"
     "                      jobs.NAME.run(ctx, jobs.NAME.params)\n"
     "\n"
+    "Connections are read-only unless the REPL was started with --write.\n"
     "A `local` at the start of an input stays for the session (as a\n"
     "global), so job code can be pasted line by line. Query results\n"
     "print as tables: NULL shows as \xe2\x88\x85, an empty string as"
