@@ -372,24 +372,15 @@ static void job_make_id(tjob *jobs, size_t n)
 }
 
 /* Whether a connection target names a secret (an id or an ARN) rather
- * than a libpq conninfo string or URI. Secret names hold no spaces, and
- * a conninfo starts with a keyword and '=' ("host=..."). */
+ * than a libpq conninfo string or URI, by the rule the database binding
+ * connects by (db_lease.c): a URI, or anything holding '=', is a
+ * conninfo; "" is libpq's environment; the rest is a secret. */
 static int target_is_secret(const char *target)
 {
-  const char *p = target;
-
   if (!target || !*target)
     return 0;
-  if (strncmp(target, "postgres://", 11) == 0 ||
-      strncmp(target, "postgresql://", 13) == 0)
-    return 0;
-  if (strncmp(target, "arn:", 4) == 0)
-    return 1;
-  if (strpbrk(target, " \t\n"))
-    return 0;
-  while ((*p >= 'a' && *p <= 'z') || *p == '_')
-    p++;
-  return !(p > target && *p == '=');
+  return strncmp(target, "postgresql://", 13) != 0 &&
+         strncmp(target, "postgres://", 11) != 0 && !strchr(target, '=');
 }
 
 static int str_cmp(const void *a, const void *b)
