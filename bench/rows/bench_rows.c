@@ -4,9 +4,11 @@
  * that memory stays bounded: single-row mode and chunked COPY never hold
  * the result, so the peak must not grow with the row count.
  *
- * Usage: bench_rows [--mode rows|copy] [--rows N] [--check MB]
- * Connects with libpq's PG* environment. With --check, exits 1 when the
- * peak RSS reaches MB megabytes. */
+ * Usage: bench_rows [--mode rows|copy] [--rows N] [--pad BYTES]
+ *                   [--check MB]
+ * Connects with libpq's PG* environment. --pad adds a text column of that
+ * many bytes to every row (1000 gives rows of about 1 KB). With --check,
+ * exits 1 when the peak RSS reaches MB megabytes. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +26,7 @@
  * one row in ten. The series is in the select list, so the server
  * streams it too instead of materialising it. */
 static const char rows_lua[] =
-    "local n = ...\n"
+    "local n, pad = ...\n"
     "local c = require('db').connect('')\n"
     "local null = c.null\n"
     "local count, id_sum, chars, nulls = 0, 0, 0, 0\n"
@@ -32,13 +34,14 @@ static const char rows_lua[] =
     "    (g * 1.25)::numeric(14,2) AS amount, md5(g::text) AS customer,\n"
     "    '2026-01-01'::timestamptz + g * interval '1 s' AS created_at,\n"
     "    CASE WHEN g % 10 = 0 THEN NULL ELSE repeat('x', (g % 50)::int) END\n"
-    "      AS note\n"
-    "  FROM (SELECT generate_series(1, $1::int8) AS g) s]], n) do\n"
+    "      AS note, repeat('y', $2::int) AS pad\n"
+    "  FROM (SELECT generate_series(1, $1::int8) AS g) s]], n, pad) do\n"
     "  count = count + 1\n"
     "  id_sum = id_sum + row.id\n"
     "  chars = chars + #row.amount + #row.customer + #row.created_at\n"
     "  if row.note == null then nulls = nulls + 1\n"
     "  else chars = chars + #row.note end\n"
+    "  chars = chars + #row.pad\n"
     "end\n"
     "assert(count == n, 'rows: ' .. count)\n"
     "assert(id_sum == n * (n + 1) // 2, 'id sum')\n"
@@ -46,15 +49,15 @@ static const char rows_lua[] =
     "  nulls)\n";
 
 static const char copy_lua[] =
-    "local n = ...\n"
+    "local n, pad = ...\n"
     "local c = require('db').connect('')\n"
     "local bytes, lines, chunks = 0, 0, 0\n"
     "local rows = c:copy_out(string.format([[COPY (SELECT g::int8 AS id,\n"
     "    (g * 1.25)::numeric(14,2) AS amount, md5(g::text) AS customer,\n"
     "    '2026-01-01'::timestamptz + g * interval '1 s' AS created_at,\n"
     "    CASE WHEN g %% 10 = 0 THEN NULL ELSE repeat('x', (g %% 50)::int) END\n"
-    "      AS note\n"
-    "  FROM (SELECT generate_series(1, %d) AS g) s) TO STDOUT]], n),\n"
+    "      AS note, repeat('y', %d) AS pad\n"
+    "  FROM (SELECT generate_series(1, %d) AS g) s) TO STDOUT]], pad, n),\n"
     "  function(chunk)\n"
     "    chunks = chunks + 1\n"
     "    bytes = bytes + #chunk\n"
@@ -78,6 +81,7 @@ int main(int argc, char **argv)
   const char *mode = "rows";
   long long nrows = 1000000;
   long check_mb = 0;
+  long long pad = 0;
   host_options o = {0};
   const char *code;
   lua_State *L;
@@ -90,11 +94,13 @@ int main(int argc, char **argv)
       mode = argv[++i];
     else if (strcmp(argv[i], "--rows") == 0 && i + 1 < argc)
       nrows = strtoll(argv[++i], NULL, 10);
+    else if (strcmp(argv[i], "--pad") == 0 && i + 1 < argc)
+      pad = strtoll(argv[++i], NULL, 10);
     else if (strcmp(argv[i], "--check") == 0 && i + 1 < argc)
       check_mb = strtol(argv[++i], NULL, 10);
     else {
       fprintf(stderr, "usage: bench_rows [--mode rows|copy] [--rows N] "
-                      "[--check MB]\n");
+                      "[--pad BYTES] [--check MB]\n");
       return 2;
     }
   }
@@ -112,7 +118,8 @@ int main(int argc, char **argv)
   ok = host_load(L, code, strlen(code), "=bench") == LUA_OK;
   if (ok) {
     lua_pushinteger(L, (lua_Integer)nrows);
-    ok = host_pcall(L, 1, 1) == LUA_OK;
+    lua_pushinteger(L, (lua_Integer)pad);
+    ok = host_pcall(L, 2, 1) == LUA_OK;
   }
   t1 = clock_mono_us();
   after = peak_rss_kb();
