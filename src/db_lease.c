@@ -25,6 +25,9 @@
  * (JOBHOST_CONNECT_TIMEOUT overrides). */
 #define DB_CONNECT_TIMEOUT_S 10
 
+/* The box of a parsed connection string, freed by its __gc. */
+#define CONNINFO_MT "jobhost.db.conninfo"
+
 /* Connections leased to runs, whatever their state. */
 static db_conn *leased;
 
@@ -150,43 +153,68 @@ static int raise_attempt(lua_State *L, const attempt *a, const char *secret)
   return lua_error(L);
 }
 
+static int conninfo_gc(lua_State *L)
+{
+  PQconninfoOption **box = (PQconninfoOption **)lua_touserdata(L, 1);
+
+  if (*box) {
+    PQconninfoFree(*box);
+    *box = NULL;
+  }
+  return 0;
+}
+
+/* Parses a connection string into a box on the stack. libpq's parse
+ * errors quote pieces of the string, which may be a password: the error
+ * raised says only that it did not parse. */
+static PQconninfoOption *push_conninfo(lua_State *L, const char *target)
+{
+  PQconninfoOption **box =
+      (PQconninfoOption **)lua_newuserdatauv(L, sizeof *box, 0);
+  char *msg = NULL;
+
+  *box = NULL;
+  if (luaL_newmetatable(L, CONNINFO_MT)) {
+    lua_pushcfunction(L, conninfo_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  *box = PQconninfoParse(target, &msg);
+  if (msg)
+    PQfreemem(msg);
+  if (!*box) {
+    host_push_error(L, "Database.ConnectionError",
+                    "invalid connection string (it does not parse as "
+                    "key=value pairs or a postgresql:// URI)");
+    lua_error(L);
+  }
+  return *box;
+}
+
 /* Connects to an env or conninfo target. */
 static db_conn *connect_plain(lua_State *L, const char *target,
                               target_kind kind)
 {
   const char *kw[4], *vals[4];
   const char *base = NULL;
-  PQconninfoOption *opts = NULL;
   attempt a;
   db_conn *c;
   int n = 0;
 
   if (kind == TARGET_CONNINFO) {
-    char *msg = NULL;
     PQconninfoOption *o;
 
-    /* libpq's parse errors quote pieces of the string, which may be a
-     * password: say only that it did not parse. */
-    opts = PQconninfoParse(target, &msg);
-    if (msg)
-      PQfreemem(msg);
-    if (!opts) {
-      host_push_error(L, "Database.ConnectionError",
-                      "invalid connection string (it does not parse as "
-                      "key=value pairs or a postgresql:// URI)");
-      lua_error(L);
-    }
-    for (o = opts; o->keyword; o++)
+    /* The target's own options go first; ours follow and win. */
+    for (o = push_conninfo(L, target); o->keyword; o++)
       if (strcmp(o->keyword, "options") == 0 && o->val)
         base = o->val;
     kw[n] = "dbname";
     vals[n++] = target;
   } else {
     base = getenv("PGOPTIONS");
+    lua_pushnil(L);
   }
   push_options(L, base);
-  if (opts)
-    PQconninfoFree(opts);
   kw[n] = "options";
   vals[n++] = lua_tostring(L, -1);
   kw[n] = "application_name";
@@ -195,7 +223,7 @@ static db_conn *connect_plain(lua_State *L, const char *target,
   vals[n] = NULL;
 
   c = try_connect(L, kw, vals, kind == TARGET_CONNINFO, &a);
-  lua_pop(L, 1);
+  lua_pop(L, 2);
   if (!c)
     raise_attempt(L, &a, NULL);
   return c;
@@ -380,7 +408,15 @@ void db_push_connection(lua_State *L, const char *target)
   db_conn *c;
 
   box->conn = NULL;
-  luaL_setmetatable(L, DB_CONN_MT);
+  /* The metatables come with the module; a state that never opened it
+   * gets it now, so the box has its __gc before anything can raise. */
+  if (luaL_getmetatable(L, DB_CONN_MT) == LUA_TNIL) {
+    lua_pop(L, 1);
+    luaL_requiref(L, "db", luaopen_jobhost_db, 0);
+    luaL_getmetatable(L, DB_CONN_MT);
+    lua_remove(L, -2);
+  }
+  lua_setmetatable(L, -2);
   host_check(L);
 
   /* A pooled connection first; the server may have closed it while the
