@@ -160,7 +160,7 @@ end
 -- Whether v is what db:query returns: an array of row tables that knows
 -- its column names.
 local function is_result(v)
-  if type(v) ~= "table" or is_null(v) then
+  if type(v) ~= "table" then
     return false
   end
   local ok, columns = pcall(function() return v.columns end)
