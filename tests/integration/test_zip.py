@@ -13,7 +13,9 @@ Runtime API, and runs a job that fetches its database secret from the
 fake Secrets Manager over HTTPS and reaches a PostgreSQL cluster of its
 own that refuses every connection but TLS, with sslmode verify-full and
 no sslrootcert: both TLS peers are verified against the bundle the host
-found at run time. Every ELF file in the package is checked with objdump
+found at run time. Lambda's LD_LIBRARY_PATH is set, as Lambda sets it.
+The same files laid out as the Dockerfile lays them on the Lambda base
+image (bootstrap and lib/ in /var/runtime, jobs/ in /var/task) run too. Every ELF file in the package is checked with objdump
 to need no glibc symbol version newer than 2.34, and every library it
 needs is in lib/ or is glibc's.
 """
@@ -38,9 +40,8 @@ from fake_runtime_api import FakeRuntimeAPI  # noqa: E402
 import fake_secretsmanager  # noqa: E402
 
 GLIBC_MAX = (2, 34)
-GLIBC_LIBS = ["libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2",
-              "librt.so.1", "libresolv.so.2", "ld-linux-x86-64.so.2"]
-HOST_LIBDIR = "/lib/x86_64-linux-gnu"
+GLIBC_SONAMES = ["libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2",
+                 "librt.so.1", "libresolv.so.2"]
 AL2023_BUNDLE = "etc/pki/tls/certs/ca-bundle.crt"
 NOBODY = "65534:65534"
 SYSTEM_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin:/bin"
@@ -48,6 +49,10 @@ CHROOT = shutil.which("chroot", path=SYSTEM_PATH) or "/usr/sbin/chroot"
 UNSHARE = shutil.which("unshare", path=SYSTEM_PATH) or "/usr/bin/unshare"
 ACCESS_KEY, SECRET_KEY = "AKIDZIPTEST", "zip-test-secret-key"
 PG_BIN = "/usr/lib/postgresql/15/bin"
+# What Lambda sets: the package's lib/ must win over the runtime's own
+# libraries all the same (the binary's DT_RPATH comes first).
+LAMBDA_LD_LIBRARY_PATH = ("/var/lang/lib:/lib64:/usr/lib64:/var/runtime:"
+                          "/var/runtime/lib:/var/task:/var/task/lib:/opt/lib")
 
 TLS_JOB = """-- tls_reach: the secret over HTTPS, the database over TLS.
 return {
@@ -88,6 +93,16 @@ def glibc_versions_needed(path):
 def needed(path):
     out = run(["readelf", "-d", path]).stdout
     return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out)
+
+
+def host_glibc():
+    """(the folder of this machine's libc, the loader's path): where the
+    real binary finds libc.so.6, and the interpreter it names."""
+    libc = re.search(r"libc\.so\.6 => (\S+)",
+                     run(["ldd", jhtest.BIN]).stdout).group(1)
+    interp = re.search(r"program interpreter: ([^\]]+)\]",
+                       run(["readelf", "-l", jhtest.BIN]).stdout).group(1)
+    return os.path.dirname(libc), interp
 
 
 def is_elf(path):
@@ -223,30 +238,40 @@ class ZipCase(jhtest.Case):
             self.stop_bootstrap(proc)
         super().tearDown()
 
-    def make_root(self, bundle=True):
+    def make_root(self, bundle=True, image=False):
         """An empty root with glibc, optionally the CA bundle at Amazon
-        Linux 2023's path, and the zip unpacked in /var/task."""
+        Linux 2023's path, and the zip unpacked as Lambda lays it out: all
+        in /var/task for a zip function; for an image, as the Dockerfile
+        copies it, bootstrap and lib/ in /var/runtime, jobs/ in
+        /var/task."""
         root = os.path.join(self.tmp, "root")
-        os.makedirs(os.path.join(root, HOST_LIBDIR.lstrip("/")))
+        libdir, loader = host_glibc()
+        inside = os.path.join(root, libdir.lstrip("/"))
+        os.makedirs(inside)
         os.chmod(root, 0o755)
-        for name in GLIBC_LIBS:
-            shutil.copy(os.path.join(HOST_LIBDIR, name),
-                        os.path.join(root, HOST_LIBDIR.lstrip("/"), name))
-        os.makedirs(os.path.join(root, "lib64"))
-        os.symlink(HOST_LIBDIR + "/ld-linux-x86-64.so.2",
-                   os.path.join(root, "lib64", "ld-linux-x86-64.so.2"))
+        for name in GLIBC_SONAMES + [os.path.basename(loader)]:
+            shutil.copy(os.path.join(libdir, name), os.path.join(inside, name))
+        if os.path.dirname(loader) != libdir:
+            os.makedirs(os.path.join(root,
+                                     os.path.dirname(loader).lstrip("/")))
+            os.symlink(os.path.join(libdir, os.path.basename(loader)),
+                       os.path.join(root, loader.lstrip("/")))
         if bundle:
             os.makedirs(os.path.join(root, os.path.dirname(AL2023_BUNDLE)))
             shutil.copy(self.ca, os.path.join(root, AL2023_BUNDLE))
         os.mkdir(os.path.join(root, "proc"))  # mounted in the namespace
         task = os.path.join(root, "var", "task")
+        runtime = os.path.join(root, "var", "runtime")
         os.makedirs(task)
         # unzip, not zipfile: it keeps the modes the zip stores, as
         # Lambda does.
-        run(["unzip", "-q", self.zip, "-d", task])
+        run(["unzip", "-q", self.zip, "-d", runtime if image else task])
+        if image:
+            os.rename(os.path.join(runtime, "jobs"),
+                      os.path.join(task, "jobs"))
         return root
 
-    def start_bootstrap(self, root):
+    def start_bootstrap(self, root, bootstrap="/var/task/bootstrap"):
         """Runs /var/task/bootstrap in root as Lambda would: no arguments,
         an environment of Lambda's variables only, an unprivileged user."""
         env = {
@@ -262,6 +287,7 @@ class ZipCase(jhtest.Case):
             "AWS_ACCESS_KEY_ID": ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.fake.url,
+            "LD_LIBRARY_PATH": LAMBDA_LD_LIBRARY_PATH,
         }
         self.log_path = os.path.join(self.tmp, "bootstrap.log")
         log = open(self.log_path, "w")
@@ -272,7 +298,7 @@ class ZipCase(jhtest.Case):
         proc = subprocess.Popen(
             [UNSHARE, "--mount", "--pid", "--fork", "--kill-child=SIGTERM",
              "--mount-proc=" + os.path.join(root, "proc"),
-             CHROOT, "--userspec=" + NOBODY, root, "/var/task/bootstrap"],
+             CHROOT, "--userspec=" + NOBODY, root, bootstrap],
             env=env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL)
         self.runtimes.append(proc)
@@ -312,7 +338,8 @@ class ZipCase(jhtest.Case):
         self.assertIn("libpq.so.5", libs)
         self.assertIn("libcurl.so.4", libs)
         for name in libs:
-            self.assertNotIn(name, GLIBC_LIBS)
+            self.assertNotIn(name, GLIBC_SONAMES)
+            self.assertFalse(name.startswith("ld-linux"), name)
             self.assertTrue(stat.S_ISREG(infos["lib/" + name].external_attr
                                          >> 16), name)
 
@@ -323,6 +350,7 @@ class ZipCase(jhtest.Case):
         elves = [os.path.join(task, "bootstrap")] + \
             [os.path.join(lib, n) for n in sorted(os.listdir(lib))]
         newest = (0, 0)
+        loader = os.path.basename(host_glibc()[1])
         for path in elves:
             self.assertTrue(is_elf(path), path)
             versions = glibc_versions_needed(path)
@@ -331,7 +359,7 @@ class ZipCase(jhtest.Case):
             for v in versions:
                 self.assertLessEqual(v, GLIBC_MAX, f"{path} needs {v}")
             for name in needed(path):
-                self.assertTrue(name in GLIBC_LIBS or
+                self.assertTrue(name in GLIBC_SONAMES + [loader] or
                                 os.path.exists(os.path.join(lib, name)),
                                 f"{path} needs {name}, not in lib/")
         # The check must have seen real versions to mean anything.
@@ -382,6 +410,16 @@ class ZipCase(jhtest.Case):
         records = [json.loads(line) for line in self.log_text().splitlines()
                    if line.startswith("{")]
         self.assertIn("reached", [r.get("message") for r in records])
+
+    def test_image_layout(self):
+        # As the Dockerfile lays the same files out on the Lambda base
+        # image: the runtime in /var/runtime, the jobs in /var/task.
+        root = self.make_root(image=True)
+        self.start_bootstrap(root, "/var/runtime/bootstrap")
+        post = self.invoke({"job": "tls_reach"})
+        self.assertEqual(post.kind, "response",
+                         post.body + "\n" + self.log_text())
+        self.assertEqual(post.json()["ssl"], True)
 
     def test_without_the_bundle_tls_is_refused(self):
         # The same root less the CA bundle: the fake's certificate can no
