@@ -15,9 +15,10 @@ own that refuses every connection but TLS, with sslmode verify-full and
 no sslrootcert: both TLS peers are verified against the bundle the host
 found at run time. Lambda's LD_LIBRARY_PATH is set, as Lambda sets it.
 The same files laid out as the Dockerfile lays them on the Lambda base
-image (bootstrap and lib/ in /var/runtime, jobs/ in /var/task) run too. Every ELF file in the package is checked with objdump
-to need no glibc symbol version newer than 2.34, and every library it
-needs is in lib/ or is glibc's.
+image (bootstrap and lib/ in /var/runtime, jobs/ in /var/task) run too.
+Every ELF file in the package is checked with objdump to need no glibc
+symbol version newer than 2.34, and every library it needs is in lib/ or
+is glibc's.
 """
 import json
 import os
