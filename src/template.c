@@ -1,4 +1,5 @@
-/* template.c: `jobhost template`, the deploy template for a jobs folder.
+/* template.c: the deploy template for a jobs folder, which
+ * `jobhost template` (cmd_template.c) prints.
  *
  * Every job is checked first, as `jobhost check` does, so a template is
  * never written for a job that would fail to load or whose schedule
@@ -23,8 +24,10 @@
  *   Invoke<Job>            the permission for that rule to invoke
  *
  * VPC subnets and security groups are parameters, so one template serves
- * every environment. JSON is valid CloudFormation and SAM input, and
- * writing it needs no escaping rules beyond JSON's own. */
+ * every environment; so is the code: the zip in S3 (CodeBucket, CodeKey)
+ * or, when CodeBucket is empty, the image in ImageUri. JSON is valid
+ * CloudFormation and SAM input, and writing it needs no escaping rules
+ * beyond JSON's own. */
 #include "template.h"
 
 #include <errno.h>
