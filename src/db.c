@@ -409,6 +409,7 @@ static int do_rows(lua_State *L, int box_idx, const char *sql,
   int last = lua_gettop(L);
   db_conn *c = db_statement_conn(L, box_idx);
   db_cursor *cur;
+  int savepoint;
 
   cur = (db_cursor *)lua_newuserdatauv(L, sizeof *cur, 2);
   memset(cur, 0, sizeof *cur);
@@ -419,11 +420,11 @@ static int do_rows(lua_State *L, int box_idx, const char *sql,
 
   /* Inside a transaction, a cancelled stream must not fail it: the
    * stream runs under a savepoint that a cancel rolls back to. */
-  if (PQtransactionStatus(c->pg) == PQTRANS_INTRANS) {
+  savepoint = PQtransactionStatus(c->pg) == PQTRANS_INTRANS;
+  if (savepoint)
     db_run_command(L, c, "SAVEPOINT jobhost_rows", NULL);
-    c->stream_savepoint = 1;
-  }
   db_send_statement(L, c, sql, name, first, last, 1);
+  c->stream_savepoint = savepoint;
   cur->id = ++c->serial;
   cur->done = 0;
   c->stream_id = cur->id;
@@ -672,7 +673,7 @@ static db_conn *start_copy(lua_State *L, const char *sql, ExecStatusType want)
   res = db_collect(L, c);
   if (PQresultStatus(res) != want) {
     lua_pop(L, 1);
-    luaL_error(L, "db:%s: the statement is not a COPY %s", 
+    luaL_error(L, "db:%s: the statement is not a COPY %s",
                want == PGRES_COPY_OUT ? "copy_out" : "copy_in",
                want == PGRES_COPY_OUT ? "TO STDOUT" : "FROM STDIN");
   }
@@ -708,7 +709,6 @@ static int conn_copy_out(lua_State *L)
   db_copybuf *b;
   db_limits limits;
   uint64_t id;
-  lua_Integer rows = 0;
   PGresult *res;
 
   db_check_open(L, 1);
@@ -767,9 +767,7 @@ static int conn_copy_out(lua_State *L)
 
   c->stream_id = 0;
   res = db_collect(L, c);
-  (void)res;
-  rows = db_affected_rows(res);
-  lua_pushinteger(L, rows);
+  lua_pushinteger(L, db_affected_rows(res));
   return 1;
 }
 
@@ -893,8 +891,8 @@ static int conn_escape_identifier(lua_State *L)
   return escape(L, 1);
 }
 
-/* db:close(): the connection goes back to the pool (reset) and the box
- * is closed. Closing twice does nothing. */
+/* db:close(), __close and __gc: the connection goes back to the pool
+ * (reset) and the box is closed. Closing twice does nothing. */
 static int conn_close(lua_State *L)
 {
   db_box *box = db_check_box(L, 1);
@@ -902,16 +900,6 @@ static int conn_close(lua_State *L)
 
   if (c)
     db_lease_end(c);
-  return 0;
-}
-
-/* __gc: a connection the job let go of goes back as db:close() does. */
-static int conn_gc(lua_State *L)
-{
-  db_box *box = db_check_box(L, 1);
-
-  if (box->conn)
-    db_lease_end(box->conn);
   return 0;
 }
 
@@ -966,7 +954,7 @@ int luaopen_jobhost_db(lua_State *L)
     const luaL_Reg *methods; /* NULL: no methods */
     lua_CFunction close, gc, tostring;
   } classes[] = {
-      {DB_CONN_MT, conn_methods, conn_close, conn_gc, conn_tostring},
+      {DB_CONN_MT, conn_methods, conn_close, conn_close, conn_tostring},
       {CURSOR_MT, cursor_methods, cursor_close, cursor_gc, NULL},
       {TX_MT, tx_methods, tx_close, NULL, NULL},
       {STMT_MT, stmt_methods, NULL, NULL, NULL},

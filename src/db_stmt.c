@@ -212,7 +212,9 @@ void db_dry_run_guard(lua_State *L, const char *sql)
     return;
   s = skip_space(sql);
   if (keyword_is(s, "commit") || keyword_is(s, "end") ||
-      keyword_is(s, "abort") || keyword_is(s, "prepare")) {
+      keyword_is(s, "abort") ||
+      (keyword_is(s, "prepare") &&
+       keyword_is(skip_space(s + 7), "transaction"))) {
     luaL_error(L, "db: a dry run cannot end its transaction; use "
                   "db:begin() and tx:commit()");
   }
@@ -246,8 +248,8 @@ db_conn *db_statement_conn(lua_State *L, int idx)
  * statement name with PQsendQueryPrepared; the parameters are the Lua
  * values at stack slots first..last (nil in the middle counts). */
 void db_send_statement(lua_State *L, db_conn *c, const char *sql,
-                           const char *name, int first, int last,
-                           int single_row)
+                       const char *name, int first, int last,
+                       int single_row)
 {
   const char *fixed[DB_FIXED_PARAMS];
   const char **values = fixed;
@@ -323,7 +325,7 @@ PGresult *db_collect(lua_State *L, db_conn *c)
  * its error. Leaves the stack as it was; returns nothing of the result
  * but whether its command tag was tag (when tag is not NULL). */
 int db_run_command(lua_State *L, db_conn *c, const char *sql,
-                       const char *tag)
+                   const char *tag)
 {
   PGresult *res;
   int same;
