@@ -1,0 +1,96 @@
+"""The db binding through the real binary: server notices become log
+records on stderr and nothing else reaches it raw; a role's
+statement_timeout is a named failure of the run, never swallowed; a
+streamed result larger than any buffer leaves the run's memory alone."""
+import json
+
+import jhtest
+
+
+class NoticesTest(jhtest.Case):
+    def test_each_notice_is_one_log_record_with_its_severity(self):
+        self.write_job("noisy", """
+return { run = function(ctx)
+  ctx.db:exec("DROP TABLE IF EXISTS tmp_x")
+  ctx.db:exec([[DO $$ BEGIN RAISE NOTICE 'purged %', 42;
+    RAISE WARNING 'slow disk'; END $$]])
+  return { done = true }
+end }""")
+        proc = self.jobhost("run", "noisy",
+                            env=self.env(JOBHOST_LOG_FORMAT="json"))
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        records = []
+        for line in proc.stderr.splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                self.fail("a raw line on stderr: " + line)
+        by_message = {r["message"]: r for r in records}
+        purged = by_message.get("purged 42")
+        self.assertIsNotNone(purged, proc.stderr)
+        self.assertEqual(purged["level"], "INFO")
+        self.assertEqual(purged["severity"], "NOTICE")
+        self.assertEqual(purged["sqlstate"], "00000")
+        skipped = [r for r in records if "tmp_x" in r["message"]]
+        self.assertEqual(len(skipped), 1, proc.stderr)
+        self.assertEqual(by_message["slow disk"]["level"], "WARN")
+        self.assertEqual(by_message["slow disk"]["sqlstate"], "01000")
+
+
+class StatementTimeoutTest(jhtest.Case):
+    def test_a_roles_statement_timeout_fails_the_run_by_name(self):
+        password = "st-" + self.pg["PGPASSWORD"][:8][::-1] + "-x"
+        self.secrets.append(password)
+        jhtest.superuser_sql("DROP ROLE IF EXISTS jobhost_st")
+        jhtest.superuser_sql(
+            "CREATE ROLE jobhost_st LOGIN PASSWORD '%s'" % password)
+        jhtest.superuser_sql(
+            "ALTER ROLE jobhost_st SET statement_timeout = '500ms'")
+        self.write_job("slow", """
+return { timeout = 600, run = function(ctx)
+  local ok, err = pcall(ctx.db.exec, ctx.db, "SELECT pg_sleep(5)")
+  assert(not ok and err.sqlstate == "57014", tostring(err))
+  ctx.db:exec("SELECT pg_sleep(5)")
+  return { swallowed = true }
+end }""")
+        env = dict(self.pg, PGUSER="jobhost_st", PGPASSWORD=password)
+        code, body, stderr = self.run_job("slow", env=self.env(env),
+                                          expect_ok=False)
+        self.assertEqual(code, 1, stderr)
+        self.assertEqual(body["errorType"], "Database.Error")
+        self.assertIn("57014", body["errorMessage"])
+        self.assertIn("statement timeout", body["errorMessage"])
+
+
+class StreamTest(jhtest.Case):
+    def test_rows_and_copy_stream_without_holding_the_result(self):
+        self.write_job("stream", """
+return { run = function(ctx)
+  local n, bytes = 0, 0
+  for row in ctx.db:rows([[SELECT g, repeat('y', 1000) AS pad
+      FROM (SELECT generate_series(1, 200000) AS g) s]]) do
+    n = n + 1
+    bytes = bytes + #row.pad
+  end
+  local copied = ctx.db:copy_out([[COPY (SELECT repeat('z', 1000)
+      FROM generate_series(1, 200000)) TO STDOUT]], function(chunk)
+    bytes = bytes + #chunk
+  end)
+  local first
+  for row in ctx.db:rows("SELECT generate_series(1, 100000000) AS g") do
+    first = row.g
+    break
+  end
+  return { rows = n, copied = copied, bytes = bytes, first = first,
+           after = ctx.db:query("SELECT 1 AS one")[1].one }
+end }""")
+        # 400 MB pass through; the run's Lua heap is limited to 32 MiB.
+        _, body, _ = self.run_job("stream",
+                                  env=self.env(JOBHOST_MEMORY_MB=32))
+        self.assertEqual(body, {"rows": 200000, "copied": 200000,
+                                "bytes": 200000 * 1000 * 2 + 200000,
+                                "first": 1, "after": 1})
+
+
+if __name__ == "__main__":
+    jhtest.main()
