@@ -201,6 +201,12 @@ static size_t utf8_encode(unsigned long cp, char *out)
 
 /* ---- numbers as text ------------------------------------------------- */
 
+/* "00" to "99", for writing integers two digits at a time. */
+static const char json_digit_pairs[] =
+  "00010203040506070809101112131415161718192021222324252627282930313233"
+  "34353637383940414243444546474849505152535455565758596061626364656667"
+  "6869707172737475767778798081828384858687888990919293949596979899";
+
 /* Writes v in decimal into out (room for 21 bytes); returns the length.
  * INT64_MIN is handled by working on the unsigned magnitude. */
 static size_t format_integer(lua_Integer v, char *out)
@@ -210,10 +216,18 @@ static size_t format_integer(lua_Integer v, char *out)
   uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
   size_t n;
 
-  do {
-    *--p = (char)('0' + u % 10);
-    u /= 10;
-  } while (u != 0);
+  while (u >= 100) {
+    const char *pair = json_digit_pairs + 2 * (u % 100);
+    u /= 100;
+    *--p = pair[1];
+    *--p = pair[0];
+  }
+  if (u >= 10) {
+    *--p = json_digit_pairs[2 * u + 1];
+    *--p = json_digit_pairs[2 * u];
+  } else {
+    *--p = (char)('0' + u);
+  }
   if (v < 0)
     *--p = '-';
 
@@ -489,6 +503,9 @@ typedef struct {
   int by_rank_ready;          /* how much of by_rank has been cleared */
   int by_rank[JSON_COLS_MAX]; /* members by column place, or -1 */
   int order[JSON_COLS_MAX];   /* members in column order */
+  size_t hints;               /* how many of hint are set */
+  int hint[JSON_COLS_MAX];    /* the place found for the nth member of
+                                 the last row (rows share a shape) */
   json_frame frames[JSON_MAX_DEPTH];
 } json_encoder;
 
@@ -812,18 +829,29 @@ static int columns_again(json_encoder *e, int cols)
   return 1;
 }
 
-/* The place of the key s in the __columns list cols (its first mention),
- * or JSON_NO_RANK. Interned names usually match by address. */
-static int column_rank(json_encoder *e, int cols, const char *s, size_t len)
+/* The place of the key s, the nth member of its table, in the
+ * __columns list cols (its first mention), or JSON_NO_RANK. Rows of one
+ * result traverse their keys in the same order, so the place found for
+ * the nth member of the last row is tried first; names usually match by
+ * address, being interned. */
+static int column_rank(json_encoder *e, int cols, const char *s, size_t len,
+                       size_t nth)
 {
   lua_State *L = e->L;
-  int rank = JSON_NO_RANK;
+  int rank = JSON_NO_RANK, j;
 
   columns_again(e, cols);
-  for (int j = 0; j < e->ncols; j++) {
+  if (nth < e->hints && (j = e->hint[nth]) < e->ncols && e->cols[j].s == s)
+    return j;
+  for (j = 0; j < e->ncols; j++) {
     const json_column *c = &e->cols[j];
-    if (c->len == len && (c->s == s || memcmp(c->s, s, len) == 0))
+    if (c->len == len && (c->s == s || memcmp(c->s, s, len) == 0)) {
+      for (; e->hints <= nth && e->hints < JSON_COLS_MAX; e->hints++)
+        e->hint[e->hints] = 0;
+      if (nth < e->hints)
+        e->hint[nth] = j;
       return j;
+    }
   }
   if (e->ncols >= 0)
     return JSON_NO_RANK;
@@ -955,7 +983,7 @@ static void encode_members(json_encoder *e, int t, int marked, int cols)
       encode_bad_key(e, -2);
     }
     k->rank = cols ? column_rank(e, cols, k->s != NULL ? k->s : k->digits,
-                                 k->len)
+                                 k->len, count)
                    : JSON_NO_RANK;
     encode_member_key(e, k);
     k->value = st->len;
@@ -1105,6 +1133,7 @@ const char *json_encode(lua_State *L, int idx, size_t *len)
   e.cols_depth = -1;
   e.ncols = 0;
   e.by_rank_ready = 0;
+  e.hints = 0;
   store_init(&e.st, L);
   push_array_mt(L);
   e.mt_slot = lua_gettop(L);

@@ -168,6 +168,16 @@ static void test_integers(lua_State *L)
   ENCODES("9007199254740993", "9007199254740993");
   ENCODES("math.maxinteger", "9223372036854775807");
   ENCODES("math.mininteger", "-9223372036854775808");
+  HOLDS("for _, base in ipairs({0, 9, 10, 99, 100, 999, 1000, 1000000000,\n"
+        "    math.maxinteger - 100, math.mininteger}) do\n"
+        "  for d = -3, 3 do\n"
+        "    local v = base + d\n"
+        "    if json.encode(v) ~= string.format('%d', v) then\n"
+        "      return false\n"
+        "    end\n"
+        "  end\n"
+        "end\n"
+        "return true");
   ENCODES("{id = 1026066510839283908, big = 9007199254740993}",
           "{\"big\":9007199254740993,\"id\":1026066510839283908}");
 
