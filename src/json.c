@@ -343,6 +343,7 @@ static void push_metatable(lua_State *L, const char *key, const char *name)
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 
+/* Pushes the shared array metatable, the mark of arrays. */
 static void push_array_mt(lua_State *L)
 {
   push_metatable(L, &json_array_mt_key, "json.array");
@@ -384,9 +385,10 @@ static json_box *store_box(json_store *st)
   return b;
 }
 
-/* Moves (or reallocates) a block of the store to at least need bytes of
- * heap: ptr is the current block, init the frame storage it may still
- * be. Raises on failure, leaving the old block with its owner. */
+/* Moves a block of the store (text or keys) to new_cap bytes of heap:
+ * ptr is the block, init the frame storage it may still be, used the
+ * bytes in use. Raises on failure, leaving the old block with its owner
+ * (the frame, or the box that frees it). */
 static void *store_realloc(json_store *st, void *ptr, const void *init,
                            size_t used, size_t old_cap, size_t new_cap)
 {
