@@ -30,12 +30,19 @@ void json_mark_array(lua_State *L, int idx);
  * as decimal strings; a key of another type is an error. Keys are sorted,
  * except that a metatable field __columns (an array of key names) puts
  * those keys first, in that order (query rows keep column order). An empty
- * unmarked table is {}. */
+ * unmarked table is {}.
+ *
+ * Numbers: integers are written with all their digits; floats with the
+ * shortest of %.15g, %.16g and %.17g that reads back the same, with ".0"
+ * added when that text is all digits (3.0 stays 3.0), so a float decodes
+ * back as a float. Error messages name the path in Lua terms
+ * ("$.rows[3].name") and never quote a value. */
 const char *json_encode(lua_State *L, int idx, size_t *len);
 
-/* Decodes text. Pushes the value; raises a Lua error with the byte offset
- * on malformed input. Integral numbers within int64 become integers;
- * arrays are marked; null is the null value. */
+/* Decodes text. Pushes the value; raises "json.decode: PROBLEM at offset
+ * N" on malformed input, never quoting the input (it may be a secret).
+ * Integral numbers within int64 become integers; arrays are marked; null
+ * is the null value. */
 void json_decode(lua_State *L, const char *text, size_t len);
 
 /* Module "json": json.encode, json.decode, json.null, json.array(t)

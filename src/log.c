@@ -363,6 +363,12 @@ void log_emit(log_level level, const char *msg, const log_field *fields,
 
 #define LOG_MAX_FIELDS 64
 
+static int encode_field(lua_State *L)
+{
+  json_encode(L, 1, NULL);
+  return 1;
+}
+
 /* Turns the value at the top of the stack into a field. Tables become
  * JSON; a value JSON cannot hold is written as its tostring. The strings
  * stay on the Lua stack until the record is written. */
@@ -399,9 +405,16 @@ static void field_from_lua(lua_State *L, const char *key, log_field *f)
     break;
   }
   if (lua_type(L, -1) == LUA_TTABLE) {
-    f->kind = LOG_F_JSON;
-    f->s = json_encode(L, -1, NULL);
-    return;
+    /* A table JSON cannot hold (a cycle, NaN) is logged as its tostring
+     * rather than failing the caller. */
+    lua_pushcfunction(L, encode_field);
+    lua_pushvalue(L, -2);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+      f->kind = LOG_F_JSON;
+      f->s = lua_tostring(L, -1);
+      return;
+    }
+    lua_pop(L, 1);
   }
   f->kind = LOG_F_STR;
   f->s = luaL_tolstring(L, -1, NULL);
