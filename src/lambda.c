@@ -270,15 +270,16 @@ fail:
   return -1;
 }
 
-/* Logs that init is done: the jobs known, how long init took, and a
- * warning when the handler setting names no job. */
+/* Logs that init is done: the jobs known, how long init took, and how
+ * the handler setting is taken. A handler that names no job is common
+ * (deploy tools require some value), so it is told, not warned about. */
 static void log_ready(const runtime *rt, int64_t started_us)
 {
   char names[1024];
 
   if (rt->handler && *rt->handler && !lambda_job_known(rt->known,
                                                        rt->handler))
-    log_emit(LOG_WARN, "handler names no job: routing by the event",
+    log_emit(LOG_INFO, "handler names no job: routing by the event",
              (log_field[]){LOG_S("handler", rt->handler)}, 1);
   lambda_join_names(rt->known, names, sizeof names);
   log_emit(LOG_INFO, "runtime ready",
