@@ -344,11 +344,12 @@ static lambda_api_status handle(runtime *rt, const lambda_invocation *inv)
              out.result_len, LAMBDA_RESPONSE_LIMIT);
     big.error_type = "Job.ResultTooLarge";
     big.error_message = msg;
-    log_emit(LOG_ERROR, "result too large",
+    log_emit(LOG_ERROR, "invocation failed",
              (log_field[]){LOG_S("job", route.job),
-                           LOG_I("result_bytes", out.result_len),
-                           LOG_I("limit_bytes", LAMBDA_RESPONSE_LIMIT)},
-             3);
+                           LOG_S("outcome", "failure"),
+                           LOG_S("error_type", big.error_type),
+                           LOG_S("error", msg)},
+             4);
     status = post_failure(rt, inv->request_id, &big);
   } else {
     status = lambda_api_respond(rt->api, inv->request_id, out.result,

@@ -385,6 +385,7 @@ class ResultSizeTest(LambdaCase):
         post = self.invoke(api, {"job": "big", "params": {"n": 7000000}})
         self.assert_error(api, post, "Job.ResultTooLarge", "7000002 bytes",
                           "6291556")
+        self.assertIn("error_type=Job.ResultTooLarge", self.log(proc))
         # Exactly at the limit is sent; one byte over is not.
         post = self.invoke(api, {"job": "big", "params": {"n": LIMIT - 2}})
         self.assertEqual(post.kind, "response")
@@ -509,6 +510,17 @@ class InitTest(LambdaCase):
         self.assertEqual(api.posts[0].error_type, "Job.NotFound")
         self.assertIn("cannot read the jobs folder",
                       api.posts[0].json()["errorMessage"])
+
+    def test_no_command_under_the_runtime_api(self):
+        self.write_job("hello", HELLO)
+        api = self.fake()
+        path = os.path.join(self.tmp, "bare.log")
+        with open(path, "w") as out:
+            proc = subprocess.Popen(
+                [jhtest.BIN], env=self.env(AWS_LAMBDA_RUNTIME_API=api.address),
+                stdout=out, stderr=subprocess.STDOUT)
+        self.runtimes.append((proc, path))
+        self.assert_ok(api, self.invoke(api, {"job": "hello"}))
 
     def test_jobs_from_lambda_task_root(self):
         root = os.path.join(self.tmp, "task")
