@@ -131,6 +131,20 @@ static int is_array(lua_State *L, int idx)
   return same;
 }
 
+/* What the value at idx is, in JSON's words, for messages. */
+static const char *json_kind(lua_State *L, int idx)
+{
+  if (json_is_null(L, idx))
+    return "null";
+  switch (lua_type(L, idx)) {
+  case LUA_TTABLE: return is_array(L, idx) ? "an array" : "an object";
+  case LUA_TSTRING: return "a string";
+  case LUA_TNUMBER: return "a number";
+  case LUA_TBOOLEAN: return "a boolean";
+  }
+  return "a value JSON cannot hold";
+}
+
 /* event[key] without metamethods; pushes it and returns its type, with
  * JSON null reported as LUA_TNIL (and left as pushed). */
 static int field(lua_State *L, int event, const char *key)
@@ -168,10 +182,7 @@ static int route(lua_State *L)
       set_error(out, "Event.Invalid");
       snprintf(out->message, sizeof out->message,
                "the event must be a JSON object, not %s",
-               *p == '[' ? "an array" : *p == '"' ? "a string"
-               : lua_isnumber(L, -1)              ? "a number"
-               : lua_isboolean(L, -1)             ? "a boolean"
-                                                  : "null");
+               *p == '[' ? "an array" : json_kind(L, -1));
       return 0;
     }
   }
@@ -182,7 +193,7 @@ static int route(lua_State *L)
     set_error(out, "Event.Invalid");
     snprintf(out->message, sizeof out->message,
              "the event's \"params\" must be a JSON object, not %s",
-             t == LUA_TTABLE ? "an array" : lua_typename(L, t));
+             json_kind(L, -1));
     return 0;
   }
   lua_pop(L, 1);
@@ -195,7 +206,7 @@ static int route(lua_State *L)
       set_error(out, "Event.Invalid");
       snprintf(out->message, sizeof out->message,
                "the event's \"job\" must be a string, not %s",
-               t == LUA_TTABLE ? "a table" : lua_typename(L, t));
+               json_kind(L, -1));
       return 0;
     }
     if (!lambda_job_known(a->known, name)) {

@@ -79,11 +79,13 @@ int main(void)
   check("null", NULL, NULL, NULL, "Event.Invalid", "not null");
   check("true", NULL, NULL, NULL, "Event.Invalid", "not a boolean");
   check("{\"job\": [\"hello\"]}", NULL, NULL, NULL, "Event.Invalid",
-        "must be a string");
+        "must be a string, not an array");
+  check("{\"job\": {}}", NULL, NULL, NULL, "Event.Invalid",
+        "must be a string, not an object");
   check("{\"job\": \"hello\", \"params\": []}", NULL, NULL, NULL,
         "Event.Invalid", "not an array");
   check("{\"job\": \"hello\", \"params\": 5}", NULL, NULL, NULL,
-        "Event.Invalid", "not number");
+        "Event.Invalid", "not a number");
 
   /* No such job. */
   check("{\"job\": \"nope\"}", "hello", NULL, NULL, "Job.NotFound",
