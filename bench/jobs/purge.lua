@@ -6,8 +6,6 @@
 -- floor run exactly these statements.
 local batch = require "batch"
 
-require "db"
-
 return {
   description = "Purge bench_events rows older than the retention window",
   database = "bench/db",

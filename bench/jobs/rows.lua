@@ -4,8 +4,6 @@
 -- Every column of every row is read in Lua: ids summed, numeric text and
 -- timestamps measured, NULLs counted. The result is a checksum the runner
 -- compares with the references', so no implementation can skip work.
-require "db"
-
 return {
   description = "Stream bench_rows and checksum every value",
   timeout = 600,

@@ -3,8 +3,6 @@
 -- Fetch the database secret, connect, run one statement, answer in JSON:
 -- what every scheduled job pays before it does any work. The same job is
 -- in bench/reference/ for Python and Node.js.
-require "db"
-
 return {
   description = "Connect with the secret's credentials and SELECT 1",
   database = "bench/db",
