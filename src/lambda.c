@@ -290,6 +290,44 @@ static void log_ready(const runtime *rt, int64_t started_us)
 
 /* ---- one invocation ---------------------------------------------------- */
 
+/* The _X_AMZN_TRACE_ID entry of the environment, in a buffer of our own.
+ * setenv would keep every value ever set (glibc cannot know when an old
+ * one is no longer referenced), which leaks one trace id an invocation
+ * for the life of a warm process; putenv of this buffer reuses it. */
+static char *trace_entry;
+static size_t trace_cap;
+
+/* Sets _X_AMZN_TRACE_ID to id, or unsets it when id is NULL. */
+static void set_trace_id(const char *id)
+{
+  static const char name[] = "_X_AMZN_TRACE_ID=";
+  size_t need;
+
+  if (!id) {
+    unsetenv("_X_AMZN_TRACE_ID");
+    return;
+  }
+  need = sizeof name + strlen(id);
+  if (need > trace_cap) {
+    size_t cap = need < 256 ? 256 : need;
+    char *grown = malloc(cap);
+
+    if (!grown) {
+      unsetenv("_X_AMZN_TRACE_ID");
+      return;
+    }
+    snprintf(grown, cap, "%s%s", name, id);
+    /* The environment lets go of the old buffer before it is freed. */
+    putenv(grown);
+    free(trace_entry);
+    trace_entry = grown;
+    trace_cap = cap;
+    return;
+  }
+  snprintf(trace_entry, trace_cap, "%s%s", name, id);
+  putenv(trace_entry);
+}
+
 /* Runs the job the event routes to and posts the outcome: exactly one
  * response or one error per invocation. */
 static lambda_api_status handle(runtime *rt, const lambda_invocation *inv)
@@ -300,10 +338,7 @@ static lambda_api_status handle(runtime *rt, const lambda_invocation *inv)
   lambda_api_status status;
 
   log_set_request_id(inv->request_id);
-  if (inv->trace_id)
-    setenv("_X_AMZN_TRACE_ID", inv->trace_id, 1);
-  else
-    unsetenv("_X_AMZN_TRACE_ID");
+  set_trace_id(inv->trace_id);
 
   if (lambda_route_event(inv->body, inv->body_len, rt->handler, rt->known,
                          &route) != 0) {
@@ -437,6 +472,8 @@ int lambda_main(int argc, char **argv)
     log_emit(LOG_INFO, "runtime stopping on a signal", NULL, 0);
 
 out:
+  set_trace_id(NULL);
+  free(trace_entry);
   db_pool_close_all();
   job_list_free(rt.known);
   lambda_api_free(rt.api);

@@ -770,6 +770,38 @@ class RuntimeApiTest(LambdaCase):
         self.assertEqual(proc.wait(10), 0)
 
 
+class WarmMemoryTest(LambdaCase):
+    def rss_kb(self, proc):
+        with open("/proc/%d/status" % proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        self.fail("no VmRSS")
+
+    def test_many_invocations_do_not_grow_the_process(self):
+        """A warm process lives for thousands of invocations: what one
+        invocation keeps (each a new request id and trace id) must not
+        add up. 5,000 invocations that keep 140 bytes each would grow it
+        by 700 KB."""
+        self.write_job("hello", HELLO)
+        api, proc = self.start(AWS_LAMBDA_LOG_LEVEL="ERROR")
+        bodies = ['{"job":', {"job": "nope"}, {"job": "hello"}]
+        for i in range(500):
+            api.wait_post(api.push(bodies[i % 3]))
+        before = self.rss_kb(proc)
+        for i in range(5000):
+            api.wait_post(api.push(bodies[i % 3]))
+        grown = self.rss_kb(proc) - before
+        self.assertLess(grown, 256, "grew by %d kB" % grown)
+        # The trace id is still the current invocation's.
+        post = self.invoke(api, {"job": "hello"}, trace_id="Root=1-last")
+        self.assertEqual(self.assert_ok(api, post)["trace"], "Root=1-last")
+        post = self.invoke(api, {"job": "hello"}, trace_id="Root=1-" + "x" *
+                           400)
+        self.assertEqual(self.assert_ok(api, post)["trace"],
+                         "Root=1-" + "x" * 400)
+
+
 class LogTest(LambdaCase):
     def test_json_logs_carry_request_id_and_run_records(self):
         self.write_job("hello", HELLO)
