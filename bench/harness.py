@@ -312,6 +312,8 @@ class Bench:
                                  % fmt(self.rows), [
             Case("jobhost", [jh, "run", "rows"], db, rows),
             Case("python", [PYTHON, os.path.join(py, "rows.py")], db, rows),
+            Case("python buffered", [PYTHON, os.path.join(py, "rows.py"),
+                                     "--buffered"], db, rows),
             Case("node", [NODE, os.path.join(nd, "rows.js")], db, rows),
             Case("psql COPY", [PSQL, "-X", "-c", "COPY (%s) TO STDOUT"
                                % ROWS_SQL], db, nothing, stdout_null=True),

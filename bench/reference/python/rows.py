@@ -2,10 +2,12 @@
 
 A server-side (named) cursor streams the rows in pages of 10,000, as
 psycopg2's documentation advises for results that do not fit in memory;
-psycopg2 turns numeric into Decimal and timestamptz into datetime, as any
-user gets. Connects with libpq's PG* environment. Prints the same
-checksum as bench/jobs/rows.lua."""
+with --buffered, the default client-side cursor holds the whole result
+(the code most scripts have). psycopg2 turns numeric into Decimal and
+timestamptz into datetime, as any user gets. Connects with libpq's PG*
+environment. Prints the same checksum as bench/jobs/rows.lua."""
 import json
+import sys
 
 import psycopg2
 
@@ -13,7 +15,8 @@ import psycopg2
 def main():
     conn = psycopg2.connect("application_name=bench-python/rows")
     n = id_sum = amount_chars = text_chars = stamps = nulls = 0
-    with conn.cursor(name="bench_rows") as cur:
+    buffered = "--buffered" in sys.argv[1:]
+    with conn.cursor(name=None if buffered else "bench_rows") as cur:
         cur.itersize = 10000
         cur.execute("SELECT id, amount, customer, created_at, note"
                     " FROM bench_rows")
