@@ -169,56 +169,59 @@ static int validate_spec(lua_State *L, const char *dir, const char *name,
   return 0;
 }
 
-int job_check(const char *jobs_dir, const char *name, char *err,
-              size_t errlen)
+lua_State *job_spec_open(const char *dir, const char *name, char *err,
+                         size_t errlen)
 {
   host_options o = {0};
   lua_State *L;
   const char *kind;
-  int rc = -1;
 
+  if (!dir)
+    dir = job_default_dir();
   o.job = name;
   o.mem_limit = (size_t)JOB_DEFAULT_MEMORY_MB * 1024 * 1024;
   o.deadline_ms = clock_now_ms() + 10000;
   L = host_open(&o);
   if (!L) {
     snprintf(err, errlen, "out of memory");
-    return -1;
+    return NULL;
   }
-  if (load_spec(L, jobs_dir ? jobs_dir : job_default_dir(), name, &kind, err,
-                errlen) == 0)
-    rc = validate_spec(L, jobs_dir ? jobs_dir : job_default_dir(), name, err,
-                       errlen);
+  if (load_spec(L, dir, name, &kind, err, errlen) != 0 ||
+      validate_spec(L, dir, name, err, errlen) != 0) {
+    job_spec_close(L);
+    return NULL;
+  }
+  return L;
+}
+
+void job_spec_close(lua_State *L)
+{
   db_end_run(L);
   host_close(L);
-  return rc;
+}
+
+int job_check(const char *jobs_dir, const char *name, char *err,
+              size_t errlen)
+{
+  lua_State *L = job_spec_open(jobs_dir, name, err, errlen);
+
+  if (!L)
+    return -1;
+  job_spec_close(L);
+  return 0;
 }
 
 int job_schedule_of(const char *name, char *out, size_t outlen, char *err,
                     size_t errlen)
 {
-  host_options o = {0};
-  lua_State *L;
-  const char *kind;
-  int rc = -1;
+  lua_State *L = job_spec_open(NULL, name, err, errlen);
 
-  o.job = name;
-  o.mem_limit = (size_t)JOB_DEFAULT_MEMORY_MB * 1024 * 1024;
-  o.deadline_ms = clock_now_ms() + 10000;
-  L = host_open(&o);
-  if (!L) {
-    snprintf(err, errlen, "out of memory");
+  if (!L)
     return -1;
-  }
-  if (load_spec(L, job_default_dir(), name, &kind, err, errlen) == 0) {
-    lua_getfield(L, -1, "schedule");
-    snprintf(out, outlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1)
-                                                     : "");
-    rc = 0;
-  }
-  db_end_run(L);
-  host_close(L);
-  return rc;
+  lua_getfield(L, -1, "schedule");
+  snprintf(out, outlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+  job_spec_close(L);
+  return 0;
 }
 
 static int name_cmp(const void *a, const void *b)

@@ -69,6 +69,14 @@ int job_name_valid(const char *name);
 int job_check(const char *jobs_dir, const char *name, char *err,
               size_t errlen);
 
+/* Opens a fresh host state, loads jobs/NAME.lua from dir (NULL: the
+ * default folder) and validates its spec, as job_check does. Returns the
+ * state with the spec table on top of its stack, or NULL with err set.
+ * Close it with job_spec_close. */
+lua_State *job_spec_open(const char *dir, const char *name, char *err,
+                         size_t errlen);
+void job_spec_close(lua_State *L);
+
 /* Reads the schedule a job declares into out ("" when it has none).
  * Returns 0, or -1 with err set. */
 int job_schedule_of(const char *name, char *out, size_t outlen, char *err,

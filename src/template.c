@@ -282,38 +282,16 @@ static double spec_number(lua_State *L, const char *key, double fallback)
   return v;
 }
 
-/* Reads the fields of jobs/NAME.lua that the deployment needs. The job
- * has passed job_check, so the spec's types are known good; loading it
- * again in a fresh state keeps this file to the public host API. Returns
- * 0, or -1 with err set. */
+/* Reads the fields of jobs/NAME.lua that the deployment needs, checking
+ * the job as `jobhost check` does. Returns 0, or -1 with err set. */
 static int job_read(const char *dir, const char *name, tjob *j, char *err,
                     size_t errlen)
 {
-  host_options o = {0};
-  char path[4096];
-  lua_State *L;
+  lua_State *L = job_spec_open(dir, name, err, errlen);
   int rc = -1;
 
-  o.job = name;
-  o.mem_limit = (size_t)JOB_DEFAULT_MEMORY_MB * 1024 * 1024;
-  o.deadline_ms = clock_now_ms() + 10000;
-  L = host_open(&o);
-  if (!L) {
-    snprintf(err, errlen, "out of memory");
+  if (!L)
     return -1;
-  }
-
-  snprintf(path, sizeof path, "%s/%s.lua", dir, name);
-  if (luaL_loadfilex(L, path, "t") != LUA_OK ||
-      host_pcall(L, 0, 1) != LUA_OK) {
-    snprintf(err, errlen, "%s", luaL_tolstring(L, -1, NULL));
-    goto out;
-  }
-  if (!lua_istable(L, -1)) {
-    snprintf(err, errlen, "the file must return a table");
-    goto out;
-  }
-
   j->timeout_s = spec_number(L, "timeout", JOB_DEFAULT_TIMEOUT_S);
   j->memory_mb = spec_number(L, "memory", JOB_DEFAULT_MEMORY_MB);
   if (!(j->name = strdup(name)) || spec_string(L, "schedule", &j->schedule) ||
@@ -324,8 +302,7 @@ static int job_read(const char *dir, const char *name, tjob *j, char *err,
   rc = 0;
 
 out:
-  db_end_run(L);
-  host_close(L);
+  job_spec_close(L);
   return rc;
 }
 
@@ -910,8 +887,7 @@ int template_build(const template_options *o, char **out, char *err,
   for (i = 0; i < n; i++) {
     char why[2048];
 
-    if (job_check(dir, names[i], why, sizeof why) != 0 ||
-        job_read(dir, names[i], &jobs[i], why, sizeof why) != 0) {
+    if (job_read(dir, names[i], &jobs[i], why, sizeof why) != 0) {
       snprintf(err, errlen, "job %s is invalid: %s", names[i], why);
       goto out;
     }
