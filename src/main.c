@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "cmd_schedule.h"
-#include "cmd_template.h"
+#include "cli_schedule.h"
+#include "cli_template.h"
 #include "lambda.h"
 #include "log.h"
 #include "repl.h"
@@ -21,8 +21,8 @@ typedef struct {
 static const command commands[] = {
     {"run", cli_run, "run a job once, here"},
     {"check", cli_check, "compile and validate jobs and their schedules"},
-    {"schedule", cmd_schedule, "validate a schedule, print its fire times"},
-    {"template", cmd_template, "write the deploy template for the jobs"},
+    {"schedule", cli_schedule, "validate a schedule, print its fire times"},
+    {"template", cli_template, "write the deploy template for the jobs"},
     {"repl", repl_main, "interactive Lua with a job's ctx, for writing jobs"},
     {"version", cli_version, "print the version"},
     {"lambda", lambda_main, "serve as an AWS Lambda custom runtime"},

@@ -1,5 +1,5 @@
 /* template.c: the deploy template for a jobs folder, which
- * `jobhost template` (cmd_template.c) prints.
+ * `jobhost template` (cli_template.c) prints.
  *
  * Every job is checked first, as `jobhost check` does, so a template is
  * never written for a job that would fail to load or whose schedule

@@ -1,7 +1,7 @@
 /* template.h: the deploy template for a jobs folder (AWS CloudFormation
  * or AWS SAM, as JSON): one Lambda function, its role, its log group, a
  * dead-letter queue, and one EventBridge rule per scheduled job. The
- * `jobhost template` command (cmd_template.c) prints what this builds. */
+ * `jobhost template` command (cli_template.c) prints what this builds. */
 #ifndef JOBHOST_TEMPLATE_H
 #define JOBHOST_TEMPLATE_H
 

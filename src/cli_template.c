@@ -1,7 +1,7 @@
-/* cmd_template.c: `jobhost template`, the command-line face of
+/* cli_template.c: `jobhost template`, the command-line face of
  * template.c: reads the options, builds the deploy template for the jobs
  * folder and prints it, or says which job stands in the way. */
-#include "cmd_template.h"
+#include "cli_template.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -36,7 +36,7 @@ static void usage(FILE *out)
         out);
 }
 
-int cmd_template(int argc, char **argv)
+int cli_template(int argc, char **argv)
 {
   template_options o;
   const char *secrets[MAX_SECRETS + 1];

@@ -1,10 +1,10 @@
-/* cmd_schedule.c: `jobhost schedule`, the schedule preview. Validates an
+/* cli_schedule.c: `jobhost schedule`, the schedule preview. Validates an
  * EventBridge cron()/rate() expression (given, or a job's declared
  * schedule) and prints its next fire times in UTC, with --tz also in a
  * local zone, warning where daylight saving moves the local time; or
  * turns a crontab line into the EventBridge expression. The work is done
  * by schedule.c and crontab.c; this file reads arguments and prints. */
-#include "cmd_schedule.h"
+#include "cli_schedule.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -301,7 +301,7 @@ static int is_job_name(const char *target)
          job_name_valid(target);
 }
 
-int cmd_schedule(int argc, char **argv)
+int cli_schedule(int argc, char **argv)
 {
   char expr[1024], err[2048], source[1024];
   options opts;
