@@ -117,24 +117,35 @@ static int wait_socket(PGconn *pg, short events, int64_t deadline_ms)
   return p.revents;
 }
 
+/* Waits, within the limits, until the socket is readable, and reads what
+ * arrived into libpq's buffer. */
+static db_status read_more(db_conn *c, const db_limits *limits)
+{
+  db_status st = check_limits(limits);
+  int ready;
+
+  if (st != DB_OK)
+    return st;
+  ready = wait_socket(c->pg, POLLIN, limits->deadline_ms);
+  if (ready < 0)
+    return DB_LOST;
+  if (ready > 0 && !PQconsumeInput(c->pg))
+    return DB_LOST;
+  return DB_OK;
+}
+
 /* Reads what arrived until PQisBusy says a result (or a single row) can
  * be had without blocking. Does not cancel on a limit. */
 static db_status await_input(db_conn *c, const db_limits *limits)
 {
   for (;;) {
     db_status st;
-    int ready;
 
     if (!PQisBusy(c->pg))
       return DB_OK;
-    st = check_limits(limits);
+    st = read_more(c, limits);
     if (st != DB_OK)
       return st;
-    ready = wait_socket(c->pg, POLLIN, limits->deadline_ms);
-    if (ready < 0)
-      return DB_LOST;
-    if (ready > 0 && !PQconsumeInput(c->pg))
-      return DB_LOST;
   }
 }
 
@@ -204,21 +215,15 @@ static db_status await_copy_data(db_conn *c, const db_limits *limits,
 {
   for (;;) {
     db_status st;
-    int ready;
     int n = PQgetCopyData(c->pg, buf, 1);
 
     if (n != 0) {
       *len = n;
       return DB_OK;
     }
-    st = check_limits(limits);
+    st = read_more(c, limits);
     if (st != DB_OK)
       return st;
-    ready = wait_socket(c->pg, POLLIN, limits->deadline_ms);
-    if (ready < 0)
-      return DB_LOST;
-    if (ready > 0 && !PQconsumeInput(c->pg))
-      return DB_LOST;
   }
 }
 
