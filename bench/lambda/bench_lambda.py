@@ -170,7 +170,7 @@ def main():
             report("start to first next (%d job%s)"
                    % (count, "s" if count > 1 else ""), times, 10)
             report("  of which init, as logged", inits)
-            report("  CPU time, start to exit after next",
+            report("  CPU, start to exit after next",
                    bench_start_cpu(args.bin, folder, args.starts))
         if shutil.which("curl"):
             report("  floor: curl to first request",
