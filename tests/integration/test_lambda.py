@@ -65,6 +65,19 @@ return {
 }
 """
 
+SLEEP_UNCAPPED = """
+return {
+  description = "Lifts the statement_timeout cap, then sleeps in a lock",
+  run = function(ctx)
+    ctx.db:exec("SET statement_timeout = 0")
+    local tx <close> = ctx.db:begin()
+    ctx.db:exec("UPDATE counter SET n = n + 1")
+    ctx.db:query("SELECT pg_sleep(60)")
+    tx:commit()
+  end,
+}
+"""
+
 LUA_LOOP = """
 return {
   description = "Spins in Lua, swallowing every error it can",
@@ -406,6 +419,7 @@ class DeadlineTest(LambdaCase):
                              db="lambda_deadline")
         self.write_job("sleep_in_tx", SLEEP_IN_TX)
         self.write_job("lua_loop", LUA_LOOP)
+        self.write_job("sleep_uncapped", SLEEP_UNCAPPED)
         self.write_job("pid", PID)
 
     def assert_clean(self):
@@ -446,6 +460,11 @@ class DeadlineTest(LambdaCase):
 
     def test_deadline_inside_pg_sleep(self):
         self.run_into_deadline("sleep_in_tx")
+
+    def test_deadline_inside_pg_sleep_without_the_cap(self):
+        """The job lifts statement_timeout, so the server will not stop
+        the statement: the host cancels it at the deadline."""
+        self.run_into_deadline("sleep_uncapped")
 
     def test_deadline_inside_a_lua_loop(self):
         self.run_into_deadline("lua_loop")
