@@ -296,6 +296,8 @@ class SharedCases(unittest.TestCase):
     """Every case of the shared file, through the binary."""
 
     def test_every_case(self):
+        if not os.path.exists(CASES) and not os.environ.get("CI"):
+            self.skipTest("no schedule cases at " + CASES)
         with open(CASES) as f:
             count = len(json.load(f))
         self.assertGreater(count, 0)
@@ -305,6 +307,10 @@ class SharedCases(unittest.TestCase):
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--case":
+        if not os.path.exists(CASES) and not os.environ.get("CI"):
+            print("SKIP: no schedule cases at", CASES,
+                  "(set JOBHOST_SHARED)")
+            sys.exit(77)
         found = check_case(int(sys.argv[2]))
         for problem in found:
             print("FAIL", problem)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua-cjson.h>
@@ -127,6 +128,10 @@ int main(int argc, char **argv)
   if (cases_path(path, sizeof path) < 0) {
     printf("FAIL: set JOBHOST_SHARED or JOBHOST_SOURCE\n");
     return 1;
+  }
+  if (access(path, R_OK) != 0 && !getenv("CI")) {
+    printf("SKIP: no schedule cases at %s (set JOBHOST_SHARED)\n", path);
+    return 77;
   }
 
   L = luaL_newstate();

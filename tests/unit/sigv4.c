@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "sigv4.h"
@@ -306,6 +307,11 @@ int main(void)
     return 1;
   }
   snprintf(dir, sizeof dir, "%s/testdata/sigv4", shared);
+  if (access(dir, R_OK) != 0 && !getenv("CI")) {
+    printf("SKIP: no AWS SigV4 test suite at %s (set JOBHOST_SHARED)\n",
+           dir);
+    return 77;
+  }
   walk(dir);
   if (cases_run < SUITE_CASES) {
     printf("FAIL: %d cases found under %s, %d expected (%s)\n", cases_run,
