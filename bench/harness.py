@@ -12,11 +12,11 @@ Manager (tests/fakes/fake_secretsmanager.py), loads the data
 (bench/sql/), stores the database's credentials as the secret bench/db,
 then for each group of cases runs every implementation once to warm up
 and N times (default 5) measured, in rotating order so that they share
-the machine's moods. Each run is one process started with posix_spawn and
-reaped with wait4: its wall time from spawn to exit, its CPU time and its
-peak RSS (ru_maxrss, through /usr/bin/time) come from that. Every run's output is checked (the
-same result or checksum from every implementation), so a failing case
-never passes for a fast one.
+the machine's moods. Each run is one process started with posix_spawn
+(through /usr/bin/time, which reports its peak RSS) and reaped with
+wait4: its wall time from spawn to exit and its CPU time come from that.
+Every run's output is checked (the same result or checksum from every
+implementation), so a failing case never passes for a fast one.
 """
 import argparse
 import collections
