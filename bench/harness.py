@@ -6,9 +6,11 @@ bench/run.sh installs and builds what is needed and then runs this under
 
   /usr/bin/python3 bench/harness.py --jobhost build-bench/jobhost
       [--runs N] [--quick] [--only GROUP,...] [--json FILE] [--perf DIR]
+      [--tls]
 
 It starts a throwaway PostgreSQL 15 (tests/pg.sh) and the fake Secrets
-Manager (tests/fakes/fake_secretsmanager.py), loads the data
+Manager (tests/fakes/fake_secretsmanager.py, through bench/fake_sm.py),
+loads the data
 (bench/sql/), stores the database's credentials as the secret bench/db,
 then for each group of cases runs every implementation once to warm up
 and N times (default 5) measured, in rotating order so that they share
@@ -23,6 +25,7 @@ import collections
 import json
 import os
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -147,6 +150,7 @@ class Bench:
         os.chmod(self.work, 0o755)
         self.pgdir = os.path.join(self.work, "pg")
         self.fake = None
+        self.ca_file = None
         self.pgenv = {}
         self.groups = []
 
@@ -167,6 +171,11 @@ class Bench:
                     "BENCH_SECRET_ID": SECRET_ID,
                     "NODE_PATH": os.path.join(BENCH, "node", "node_modules"),
                     "JOBHOST_JOBS": os.path.join(BENCH, "jobs")})
+        if self.ca_file:
+            # Each client's own way to trust the fake's certificate.
+            env.update({"JOBHOST_CA_FILE": self.ca_file,
+                        "AWS_CA_BUNDLE": self.ca_file,
+                        "NODE_EXTRA_CA_CERTS": self.ca_file})
         return env
 
     def db_env(self):
@@ -201,19 +210,33 @@ class Bench:
                     self.pgenv[k] = v
 
         port_file = os.path.join(self.work, "fake.port")
-        self.fake = subprocess.Popen(
-            [PYTHON, os.path.join(ROOT, "tests", "fakes",
-                                  "fake_secretsmanager.py"),
-             "--port-file", port_file, "--access-key", ACCESS_KEY,
-             "--secret-key", SECRET_KEY],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        argv = [PYTHON, os.path.join(BENCH, "fake_sm.py"),
+                "--port-file", port_file, "--access-key", ACCESS_KEY,
+                "--secret-key", SECRET_KEY]
+        context = None
+        if self.args.tls:
+            key = os.path.join(self.work, "fake.key")
+            self.ca_file = os.path.join(self.work, "fake.pem")
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                 "-keyout", key, "-out", self.ca_file,
+                 "-subj", "/CN=127.0.0.1",
+                 "-addext", "subjectAltName=IP:127.0.0.1"],
+                check=True, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
+            argv += ["--tls-cert", self.ca_file, "--tls-key", key]
+            context = ssl.create_default_context(cafile=self.ca_file)
+        self.fake = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
         for _ in range(200):
             if os.path.exists(port_file) and open(port_file).read():
                 break
             time.sleep(0.05)
         else:
             raise SystemExit("the fake Secrets Manager did not start")
-        self.fake_url = "http://127.0.0.1:%s" % open(port_file).read()
+        self.fake_url = "%s://127.0.0.1:%s" % (
+            "https" if self.args.tls else "http", open(port_file).read())
         value = json.dumps({
             "engine": "postgres", "host": self.pgenv["PGHOST"],
             "port": int(self.pgenv["PGPORT"]),
@@ -224,7 +247,7 @@ class Bench:
             self.fake_url + "/__admin/put", method="POST",
             data=json.dumps({"id": SECRET_ID, "value": value,
                              "region": REGION}).encode())
-        urllib.request.urlopen(req).read()
+        urllib.request.urlopen(req, context=context).read()
 
         log("loading %d rows" % self.rows)
         self.psql("-v", "rows=%d" % self.rows,
@@ -534,6 +557,9 @@ def main():
                     help="smoke run: a tenth of the data, one run")
     ap.add_argument("--only", help="groups to run: trivial,purge,rows,json")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--tls", action="store_true", help="the fake Secrets "
+                    "Manager serves HTTPS with a throwaway certificate, as "
+                    "the real one does")
     ap.add_argument("--perf", metavar="DIR", help="then profile each jobhost "
                     "case with perf into DIR and print the hottest code")
     args = ap.parse_args()
