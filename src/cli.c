@@ -181,7 +181,8 @@ int cli_run(int argc, char **argv)
     if (body)
       printf("%s\n", body);
     free(body);
-    rc = 1;
+    /* A bad --event is the caller's mistake, not the job's. */
+    rc = strcmp(job_error_type(&out), "Event.Invalid") == 0 ? 2 : 1;
   }
   fflush(stdout);
   job_outcome_free(&out);

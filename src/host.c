@@ -326,6 +326,25 @@ static int sandbox_loadfile(lua_State *L)
   return 1;
 }
 
+/* print(...): the values, tostring'd and joined by tabs, as one info
+ * record "print" with the text in the field "text". */
+static int sandbox_print(lua_State *L)
+{
+  int n = lua_gettop(L), i;
+  luaL_Buffer b;
+
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= n; i++) {
+    if (i > 1)
+      luaL_addchar(&b, '\t');
+    luaL_tolstring(L, i, NULL);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  log_emit(LOG_INFO, "print", &LOG_S("text", lua_tostring(L, -1)), 1);
+  return 0;
+}
+
 /* dofile(filename): text chunks only. */
 static int sandbox_dofile(lua_State *L)
 {
@@ -428,6 +447,13 @@ static int open_sandbox(lua_State *L)
   lua_getglobal(L, LUA_DBLIBNAME);
   lua_setfield(L, -2, LUA_DBLIBNAME);
   lua_pop(L, 1);
+
+  /* print would write into stdout, where `jobhost run` puts the result
+   * and Lambda its log: it becomes a log record. The REPL puts the
+   * original back. */
+  lua_getglobal(L, "print");
+  lua_setfield(L, LUA_REGISTRYINDEX, HOST_PRINT_KEY);
+  lua_register(L, "print", sandbox_print);
 
   lua_getglobal(L, "load");
   lua_setfield(L, LUA_REGISTRYINDEX, "jobhost.load");

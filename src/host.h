@@ -40,6 +40,11 @@ typedef struct {
   int read_only;
 } host_options;
 
+/* Where host_open keeps Lua's own print (in the registry): a state's
+ * print writes a log record instead, so nothing but the result reaches
+ * stdout. The REPL restores the original from here. */
+#define HOST_PRINT_KEY "jobhost.print"
+
 /* Set from a signal handler to interrupt whatever Lua runs now: the hook
  * and the database wait loops poll it. */
 extern volatile sig_atomic_t host_interrupt_requested;

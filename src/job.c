@@ -76,11 +76,28 @@ static int load_spec(lua_State *L, const char *dir, const char *name,
   int status;
 
   *kind = "Job.Invalid";
-  if (!job_name_valid(name)) {
+  if (!job_name_valid(name) ||
+      (strlen(name) > 4 && strcmp(name + strlen(name) - 4, ".lua") == 0)) {
+    const char *base = name ? strrchr(name, '/') : NULL;
+    size_t len;
+
     *kind = "Job.NotFound";
-    snprintf(err, errlen, "invalid job name \"%s\"", name ? name : "");
+    base = base ? base + 1 : name ? name : "";
+    len = strlen(base);
+    if (len > 4 && strcmp(base + len - 4, ".lua") == 0)
+      snprintf(err, errlen, "invalid job name \"%s\": name the job (%.*s),"
+               " not its file", name, (int)(len - 4), base);
+    else
+      snprintf(err, errlen, "invalid job name \"%s\" (letters, digits, _ "
+               "- and .)", name ? name : "");
     return -1;
   }
+  /* require finds Lua modules beside the jobs. */
+  lua_getglobal(L, "package");
+  lua_pushfstring(L, "%s/?.lua;%s/lib/?.lua", dir, dir);
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
+
   snprintf(path, sizeof path, "%s/%s.lua", dir, name);
   status = luaL_loadfilex(L, path, "t");
   if (status == LUA_ERRFILE) {
@@ -473,8 +490,47 @@ typedef struct {
   const char *dir;
 } run_args;
 
-/* The protected body of a run. Stack on entry: the spec table. Leaves the
- * encoded result string. */
+/* Takes the job's session advisory lock on ctx.db (ctx at index ctx):
+ * whether it was free. The lock lives until db_end_run resets the
+ * connection, on every path out of the run. Raises on database errors. */
+static int take_lock(lua_State *L, int ctx, const char *job)
+{
+  int locked;
+
+  lua_getfield(L, ctx, "db");
+  lua_getfield(L, -1, "query");
+  lua_insert(L, -2);
+  lua_pushliteral(L, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
+                     " AS locked");
+  lua_pushfstring(L, "jobhost/%s", job);
+  lua_call(L, 3, 1);
+  lua_geti(L, -1, 1);
+  lua_getfield(L, -1, "locked");
+  locked = lua_toboolean(L, -1);
+  lua_pop(L, 3);
+  return locked;
+}
+
+/* Decodes the event text (a light userdata, NULL for none): pushes the
+ * table, or nil when there is no event. Raises when it is not a JSON
+ * object. */
+static int decode_event(lua_State *L)
+{
+  const char *text = lua_touserdata(L, 1);
+
+  if (!text) {
+    lua_pushnil(L);
+    return 1;
+  }
+  json_decode(L, text, strlen(text));
+  if (!lua_istable(L, -1) || json_is_marked_array(L, -1))
+    return luaL_error(L, "it is %s", lua_istable(L, -1) ? "an array"
+                                                       : luaL_typename(L, -1));
+  return 1;
+}
+
+/* The protected body of a run. Stack on entry: the run's arguments, the
+ * spec table, the event table or nil. Leaves the encoded result string. */
 static int protected_run(lua_State *L)
 {
   run_args *a = lua_touserdata(L, 1);
@@ -496,12 +552,8 @@ static int protected_run(lua_State *L)
   if (!database && lua_getfield(L, spec, "database") == LUA_TSTRING)
     database = lua_tostring(L, -1);
 
-  if (req->event_json) {
-    json_decode(L, req->event_json, strlen(req->event_json));
-    if (!lua_istable(L, -1))
-      return luaL_error(L, "the event must be a JSON object");
-    event = lua_gettop(L);
-  }
+  if (lua_istable(L, 3))
+    event = 3;
 
   /* params: a copy of the defaults, then the overrides. */
   lua_createtable(L, 0, 8);
@@ -544,31 +596,22 @@ static int protected_run(lua_State *L)
   job_push_ctx(L, database, event, req->request_id, scheduled);
   ctx = lua_gettop(L);
 
-  if (lua_getfield(L, spec, "lock") == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
-    lua_getfield(L, ctx, "db");
-    lua_getfield(L, -1, "query");
-    lua_insert(L, -2);
-    lua_pushliteral(L, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
-                       " AS locked");
-    lua_pushfstring(L, "jobhost/%s", run->job);
-    lua_call(L, 3, 1);
-    lua_geti(L, -1, 1);
-    lua_getfield(L, -1, "locked");
-    if (!lua_toboolean(L, -1)) {
-      log_emit(LOG_INFO, "run skipped: another run holds the lock", NULL, 0);
-      lua_pushliteral(L, "{\"skipped\":\"locked\"}");
-      return 1;
+  lua_settop(L, ctx);
+  lua_getfield(L, spec, "lock");
+  if (lua_toboolean(L, -1) && !take_lock(L, ctx, run->job)) {
+    log_emit(LOG_INFO, "run skipped: another run holds the lock", NULL, 0);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "locked");
+    lua_setfield(L, -2, "skipped");
+  } else {
+    lua_getfield(L, spec, "run");
+    lua_pushvalue(L, ctx);
+    lua_pushvalue(L, params);
+    lua_call(L, 2, 1);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      json_push_null(L);
     }
-  }
-  lua_pop(L, 1);
-
-  lua_getfield(L, spec, "run");
-  lua_pushvalue(L, ctx);
-  lua_pushvalue(L, params);
-  lua_call(L, 2, 1);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    json_push_null(L);
   }
   if (run->dry_run) {
     lua_createtable(L, 0, 2);
@@ -595,19 +638,56 @@ static void outcome_from_string(job_outcome *out, const char *text)
   }
 }
 
+static int encode_top(lua_State *L)
+{
+  json_encode(L, 1, NULL);
+  return 1;
+}
+
+/* The message of the error table on top of the stack: its __tostring,
+ * else its "message" field, else the table as JSON, else "table: 0x...".
+ * The text stays on the stack (anchored) until the caller pops. */
+static const char *error_table_text(lua_State *L)
+{
+  int top = lua_gettop(L), ok;
+
+  if (luaL_getmetafield(L, top, "__tostring") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return luaL_tolstring(L, top, NULL);
+  }
+  if (lua_getfield(L, top, "message") == LUA_TSTRING)
+    return lua_tostring(L, -1);
+  lua_pop(L, 1);
+
+  /* The traceback the host added is not part of the message. */
+  lua_getfield(L, top, "traceback");
+  lua_pushnil(L);
+  lua_setfield(L, top, "traceback");
+  lua_pushcfunction(L, encode_top);
+  lua_pushvalue(L, top);
+  ok = lua_pcall(L, 1, 1, 0) == LUA_OK;
+  lua_pushvalue(L, top + 1);
+  lua_setfield(L, top, "traceback");
+  if (ok)
+    return lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return luaL_tolstring(L, top, NULL);
+}
+
 static void outcome_from_error(lua_State *L, job_outcome *out)
 {
   host_run *run = host_get(L);
   const char *type = "Job.Error";
 
   if (lua_type(L, -1) == LUA_TTABLE) {
-    if (lua_getfield(L, -1, "type") == LUA_TSTRING)
+    int t = lua_gettop(L);
+    if (lua_getfield(L, t, "type") == LUA_TSTRING)
       type = lua_tostring(L, -1);
     out->error_type = strdup(type);
     lua_pop(L, 1);
-    out->error_message = strdup(luaL_tolstring(L, -1, NULL));
-    lua_pop(L, 1);
-    if (lua_getfield(L, -1, "traceback") == LUA_TSTRING) {
+    out->error_message = strdup(error_table_text(L));
+    lua_settop(L, t);
+    if (lua_getfield(L, t, "traceback") == LUA_TSTRING) {
       const char *tb = lua_tostring(L, -1);
       if (strncmp(tb, "stack traceback:\n", 17) == 0)
         tb += 17;
@@ -716,13 +796,23 @@ int job_run(const job_request *req, job_outcome *out)
   if (req->deadline_ms)
     host_set_deadline(L, req->deadline_ms);
 
+  /* The event, decoded apart so that a bad one is told from a bad job. */
+  lua_pushcfunction(L, decode_event);
+  lua_pushlightuserdata(L, (void *)req->event_json);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    snprintf(err, sizeof err, "the event is not a JSON object: %s",
+             lua_tostring(L, -1));
+    outcome_fail(out, "Event.Invalid", err);
+    goto close;
+  }
+
   args.req = req;
   args.dir = dir;
   lua_pushcfunction(L, protected_run);
-  lua_insert(L, -2);
+  lua_insert(L, -3);
   lua_pushlightuserdata(L, &args);
-  lua_insert(L, -2);
-  if (host_pcall(L, 2, 1) == LUA_OK) {
+  lua_insert(L, -3);
+  if (host_pcall(L, 3, 1) == LUA_OK) {
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
     out->result = malloc(len + 1);
@@ -765,10 +855,94 @@ done:
   return out->ok ? 0 : -1;
 }
 
-static int encode_top(lua_State *L)
+/* What an error body may carry. A job can raise an error of any size,
+ * with any bytes and (as an error object) any "type": the body must stay
+ * well under the Lambda API's limit, be valid JSON, and its type must be
+ * a safe header value. */
+#define ERROR_TEXT_MAX 16384
+#define ERROR_TYPE_MAX 64
+
+/* Whether type is a well-formed error type: Category.Reason in letters,
+ * digits, '.', '_' and '-'. */
+static int error_type_ok(const char *type)
 {
-  json_encode(L, 1, NULL);
+  const char *p;
+
+  if (!type || !*type || strlen(type) > ERROR_TYPE_MAX || !strchr(type, '.'))
+    return 0;
+  for (p = type; *p; p++)
+    if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
+      return 0;
   return 1;
+}
+
+/* The length of the valid UTF-8 sequence at s (n bytes available), or 0
+ * when it is not one (RFC 3629: no overlong forms, no surrogates). */
+static size_t utf8_width(const unsigned char *s, size_t n)
+{
+  unsigned char lo = 0x80, hi = 0xBF;
+  size_t w, i;
+
+  if (s[0] < 0x80)
+    return 1;
+  if (s[0] >= 0xC2 && s[0] <= 0xDF)
+    w = 2;
+  else if (s[0] >= 0xE0 && s[0] <= 0xEF)
+    w = 3;
+  else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+    w = 4;
+  else
+    return 0;
+  if (s[0] == 0xE0)
+    lo = 0xA0;
+  else if (s[0] == 0xED)
+    hi = 0x9F;
+  else if (s[0] == 0xF0)
+    lo = 0x90;
+  else if (s[0] == 0xF4)
+    hi = 0x8F;
+  if (n < w || s[1] < lo || s[1] > hi)
+    return 0;
+  for (i = 2; i < w; i++)
+    if (s[i] < 0x80 || s[i] > 0xBF)
+      return 0;
+  return w;
+}
+
+/* A malloc'd copy of text that is valid UTF-8 (each invalid byte becomes
+ * '?') and at most max bytes, cut at a character and marked when longer.
+ * NULL for NULL text or when memory runs out. */
+static char *clean_text(const char *text, size_t max)
+{
+  static const char cut[] = " [cut]";
+  const unsigned char *u = (const unsigned char *)text;
+  size_t len, i = 0, n = 0;
+  char *copy;
+
+  if (!text)
+    return NULL;
+  len = strlen(text);
+  copy = malloc((len < max ? len : max) + sizeof cut);
+  if (!copy)
+    return NULL;
+  while (i < len) {
+    size_t w = utf8_width(u + i, len - i);
+    if (n + (w ? w : 1) > max)
+      break;
+    if (w) {
+      memcpy(copy + n, text + i, w);
+      n += w;
+      i += w;
+    } else {
+      copy[n++] = '?';
+      i++;
+    }
+  }
+  if (i < len)
+    memcpy(copy + n, cut, sizeof cut);
+  else
+    copy[n] = '\0';
+  return copy;
 }
 
 void job_outcome_free(job_outcome *out)
@@ -780,24 +954,32 @@ void job_outcome_free(job_outcome *out)
   memset(out, 0, sizeof *out);
 }
 
+const char *job_error_type(const job_outcome *out)
+{
+  return error_type_ok(out->error_type) ? out->error_type : "Job.Error";
+}
+
 char *job_error_json(const job_outcome *out)
 {
   lua_State *L = luaL_newstate();
+  char *message = clean_text(out->error_message ? out->error_message : "",
+                             ERROR_TEXT_MAX);
+  char *trace = clean_text(out->stack_trace, ERROR_TEXT_MAX);
   const char *text, *p, *nl;
   char *copy = NULL;
   size_t len;
   lua_Integer i = 0;
 
-  if (!L)
-    return NULL;
+  if (!L || !message || (out->stack_trace && !trace))
+    goto out;
   lua_createtable(L, 0, 3);
-  lua_pushstring(L, out->error_type ? out->error_type : "Job.Error");
+  lua_pushstring(L, job_error_type(out));
   lua_setfield(L, -2, "errorType");
-  lua_pushstring(L, out->error_message ? out->error_message : "");
+  lua_pushstring(L, message);
   lua_setfield(L, -2, "errorMessage");
   lua_createtable(L, 8, 0);
   json_mark_array(L, -1);
-  for (p = out->stack_trace; p && *p; p = nl ? nl + 1 : NULL) {
+  for (p = trace; p && *p; p = nl ? nl + 1 : NULL) {
     nl = strchr(p, '\n');
     while (*p == '\t' || *p == ' ')
       p++;
@@ -816,6 +998,11 @@ char *job_error_json(const job_outcome *out)
     if (copy)
       memcpy(copy, text, len + 1);
   }
-  lua_close(L);
+
+out:
+  if (L)
+    lua_close(L);
+  free(message);
+  free(trace);
   return copy;
 }

@@ -53,8 +53,15 @@ int job_run(const job_request *req, job_outcome *out);
 void job_outcome_free(job_outcome *out);
 
 /* The failure as the Lambda error body: {"errorType", "errorMessage",
- * "stackTrace": [lines]}. malloc'd; NULL only when memory ran out. */
+ * "stackTrace": [lines]}, always valid JSON: the message and the trace
+ * are made valid UTF-8 ('?' for a bad byte) and cut at 16 KiB, and the
+ * type is job_error_type's. malloc'd; NULL only when memory ran out. */
 char *job_error_json(const job_outcome *out);
+
+/* The outcome's error type when it is well formed (Category.Reason in
+ * letters, digits, '.', '_', '-'; at most 64 bytes), else "Job.Error":
+ * safe as an HTTP header value. */
+const char *job_error_type(const job_outcome *out);
 
 /* The jobs folder: JOBHOST_JOBS, else $LAMBDA_TASK_ROOT/jobs, else
  * "jobs". */

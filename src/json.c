@@ -1620,6 +1620,11 @@ static int is_marked(lua_State *L, int t)
   return marked;
 }
 
+int json_is_marked_array(lua_State *L, int idx)
+{
+  return lua_istable(L, idx) && is_marked(L, lua_absindex(L, idx));
+}
+
 /* ---- the Lua module ------------------------------------------------------ */
 
 /* json.encode(v) -> text; raises with the path of what cannot be

@@ -20,6 +20,10 @@ int json_is_null(lua_State *L, int idx);
  * JSON array even when empty. */
 void json_mark_array(lua_State *L, int idx);
 
+/* Whether the value at idx is a table with the array mark (every array
+ * json_decode makes has it). */
+int json_is_marked_array(lua_State *L, int idx);
+
 /* Encodes the value at idx. Pushes the text and returns it (len set when
  * not NULL). Raises a Lua error naming the key path ("$.rows[3].x") for
  * NaN, infinities, cycles, invalid UTF-8, functions and other values JSON

@@ -14,7 +14,6 @@
  * Job.Timeout before Lambda kills the process. */
 #include "lambda.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -86,122 +85,24 @@ static int64_t deadline_margin(void)
   return LAMBDA_DEFAULT_MARGIN_MS;
 }
 
-/* What an error post may carry. A job can raise an error of any size,
- * with any bytes and (as an error object) any "type": the post must stay
- * well under the API's limit, be valid JSON, and its type must be a safe
- * header value. */
-#define ERROR_TEXT_MAX 16384
-#define ERROR_TYPE_MAX 64
-
-/* Whether type is a well-formed error type: Category.Reason in letters,
- * digits, '.', '_' and '-'. */
-static int error_type_ok(const char *type)
-{
-  const char *p;
-
-  if (!type || !*type || strlen(type) > ERROR_TYPE_MAX || !strchr(type, '.'))
-    return 0;
-  for (p = type; *p; p++)
-    if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
-      return 0;
-  return 1;
-}
-
-/* The length of the valid UTF-8 sequence at s (n bytes available), or 0
- * when it is not one (RFC 3629: no overlong forms, no surrogates). */
-static size_t utf8_width(const unsigned char *s, size_t n)
-{
-  unsigned char lo = 0x80, hi = 0xBF;
-  size_t w, i;
-
-  if (s[0] < 0x80)
-    return 1;
-  if (s[0] >= 0xC2 && s[0] <= 0xDF)
-    w = 2;
-  else if (s[0] >= 0xE0 && s[0] <= 0xEF)
-    w = 3;
-  else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-    w = 4;
-  else
-    return 0;
-  if (s[0] == 0xE0)
-    lo = 0xA0;
-  else if (s[0] == 0xED)
-    hi = 0x9F;
-  else if (s[0] == 0xF0)
-    lo = 0x90;
-  else if (s[0] == 0xF4)
-    hi = 0x8F;
-  if (n < w || s[1] < lo || s[1] > hi)
-    return 0;
-  for (i = 2; i < w; i++)
-    if (s[i] < 0x80 || s[i] > 0xBF)
-      return 0;
-  return w;
-}
-
-/* A malloc'd copy of text that is valid UTF-8 (each invalid byte becomes
- * '?') and at most max bytes, cut at a character and marked when longer.
- * NULL for NULL text or when memory runs out. */
-static char *clean_text(const char *text, size_t max)
-{
-  static const char cut[] = " [cut]";
-  const unsigned char *u = (const unsigned char *)text;
-  size_t len, i = 0, n = 0;
-  char *copy;
-
-  if (!text)
-    return NULL;
-  len = strlen(text);
-  copy = malloc((len < max ? len : max) + sizeof cut);
-  if (!copy)
-    return NULL;
-  while (i < len) {
-    size_t w = utf8_width(u + i, len - i);
-    if (n + (w ? w : 1) > max)
-      break;
-    if (w) {
-      memcpy(copy + n, text + i, w);
-      n += w;
-      i += w;
-    } else {
-      copy[n++] = '?';
-      i++;
-    }
-  }
-  if (i < len)
-    memcpy(copy + n, cut, sizeof cut);
-  else
-    copy[n] = '\0';
-  return copy;
-}
-
 /* Posts the failure in out: to invocation/ID/error, or init/error when
- * request_id is NULL. The type, message and trace are made safe first. */
+ * request_id is NULL. job_error_json makes the body safe to post. */
 static lambda_api_status post_failure(runtime *rt, const char *request_id,
                                       const job_outcome *out)
 {
   static const char no_memory[] =
       "{\"errorType\":\"Runtime.OutOfMemory\",\"errorMessage\":"
       "\"no memory to encode the error\",\"stackTrace\":[]}";
-  job_outcome safe = {0};
-  char *body;
+  char *body = job_error_json(out);
   lambda_api_status status;
 
-  safe.error_type = error_type_ok(out->error_type) ? out->error_type
-                                                   : (char *)"Job.Error";
-  safe.error_message = clean_text(out->error_message, ERROR_TEXT_MAX);
-  safe.stack_trace = clean_text(out->stack_trace, ERROR_TEXT_MAX);
-  body = job_error_json(&safe);
   if (body)
-    status = lambda_api_fail(rt->api, request_id, safe.error_type, body,
+    status = lambda_api_fail(rt->api, request_id, job_error_type(out), body,
                              strlen(body));
   else
     status = lambda_api_fail(rt->api, request_id, "Runtime.OutOfMemory",
                              no_memory, sizeof no_memory - 1);
   free(body);
-  free(safe.error_message);
-  free(safe.stack_trace);
   return status;
 }
 

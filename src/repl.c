@@ -260,6 +260,10 @@ static int setup_state(lua_State *L)
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
 
+  /* At the prompt, print prints. */
+  lua_getfield(L, LUA_REGISTRYINDEX, HOST_PRINT_KEY);
+  lua_setglobal(L, "print");
+
   lua_getglobal(L, "package");
   lua_pushfstring(L, "%s/?.lua;", r->jobs_dir);
   lua_getfield(L, -2, "path");

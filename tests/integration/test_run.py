@@ -175,6 +175,54 @@ end }""")
         self.assertEqual(self.jobhost("run", "--help").returncode, 0)
 
 
+class OutputTest(jhtest.Case):
+    def test_print_goes_to_the_log_not_into_the_result(self):
+        self.write_job("printer", """
+return { run = function() print("hello", 42) return { ok = true } end }""")
+        proc = self.jobhost("run", "printer")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout, '{"ok":true}\n')
+        self.assertRegex(proc.stderr, r'INFO print job=printer '
+                                      r'text="hello\\t42"')
+
+    def test_error_values_of_any_kind_give_a_readable_error(self):
+        cases = {
+            "table": ('error({code = 5})', "Job.Error", '{"code":5}'),
+            "typed": ('error({type = "Billing.Overdue", message = "pay"})',
+                      "Billing.Overdue", "pay"),
+            "badtype": ('error({type = "no dots here", message = "m"})',
+                        "Job.Error", "m"),
+            "bytes": ('error("bad \\xff byte", 0)', "Job.Error",
+                      "bad ? byte"),
+            "nil": ("error()", "Job.Error",
+                    "(error object is a nil value)"),
+        }
+        for name, (code, etype, message) in cases.items():
+            self.write_job(name, "return { run = function() %s end }" % code)
+            _, body, _ = self.run_job(name, expect_ok=False)
+            self.assertEqual(body["errorType"], etype, name)
+            self.assertEqual(body["errorMessage"], message, name)
+
+    def test_a_bad_event_is_bad_usage(self):
+        self.write_job("ev", "return { run = function(ctx) "
+                             "return ctx.event end }")
+        for event, why in (("{bad", "json.decode"), ("[1]", "an array"),
+                           ("5", "number")):
+            proc = self.jobhost("run", "ev", "--event", event)
+            self.assertEqual(proc.returncode, 2, event)
+            body = json.loads(proc.stdout)
+            self.assertEqual(body["errorType"], "Event.Invalid")
+            self.assertIn(why, body["errorMessage"])
+        _, body, _ = self.run_job("ev", "--event", '{"a": [1, 2]}')
+        self.assertEqual(body, {"a": [1, 2]})
+
+    def test_a_file_name_is_not_a_job_name(self):
+        self.write_job("named", "return { run = function() end }")
+        _, body, _ = self.run_job("named.lua", expect_ok=False)
+        self.assertIn("name the job (named), not its file",
+                      body["errorMessage"])
+
+
 class LimitsTest(jhtest.Case):
     def assert_stopped(self, job, error_type, limit_s):
         started = time.monotonic()
