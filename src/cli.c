@@ -16,6 +16,8 @@
 #include "log.h"
 
 #define MAX_PARAMS 64
+/* The longest a Lambda function may run. */
+#define LAMBDA_MAX_TIMEOUT_S 900
 
 static void run_usage(FILE *out)
 {
@@ -200,6 +202,7 @@ int cli_check(int argc, char **argv)
   char **names;
   char err[2048];
   int i, named = 0, failed = 0, checked = 0;
+  lua_State *L;
 
   for (i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -238,8 +241,15 @@ int cli_check(int argc, char **argv)
     if (!names[i])
       continue;
     checked++;
-    if (job_check(dir, names[i], err, sizeof err) == 0) {
+    L = job_spec_open(dir, names[i], err, sizeof err);
+    if (L) {
       printf("ok      %s\n", names[i]);
+      if (lua_getfield(L, -1, "timeout") == LUA_TNUMBER &&
+          lua_tonumber(L, -1) > LAMBDA_MAX_TIMEOUT_S)
+        printf("  warning: timeout %g s is over Lambda's %d s ceiling; on "
+               "Lambda the function's timeout ends the run first\n",
+               lua_tonumber(L, -1), LAMBDA_MAX_TIMEOUT_S);
+      job_spec_close(L);
     } else {
       printf("INVALID %s\n  %s\n", names[i], err);
       failed++;

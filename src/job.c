@@ -425,12 +425,16 @@ check:
       lua_replace(L, -2);
     }
   }
-  if (lua_type(L, -1) != want && !json_is_null(L, -1))
-    luaL_error(L, "param \"%s\" must be %s like its default, not %s \"%s\"",
-               key, lua_type_word(want), luaL_typename(L, -1),
-               luaL_tolstring(L, -1, NULL));
-  if (want == LUA_TNUMBER && lua_isinteger(L, def) && !lua_isinteger(L, -1))
-    luaL_error(L, "param \"%s\" must be an integer", key);
+  if ((lua_type(L, -1) != want && !json_is_null(L, -1)) ||
+      (want == LUA_TNUMBER && lua_isinteger(L, def) &&
+       !lua_isinteger(L, -1))) {
+    const char *how = want == LUA_TTABLE
+                          ? " (give tables in the event's params)"
+                          : "";
+    luaL_error(L, "param \"%s\" must be %s like its default, not %s \"%s\"%s",
+               key, lua_isinteger(L, def) ? "an integer" : lua_type_word(want),
+               luaL_typename(L, -1), luaL_tolstring(L, -1, NULL), how);
+  }
 }
 
 /* Sets params[key] = the value at the top of the stack (popped). */

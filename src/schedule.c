@@ -569,6 +569,29 @@ static int parse_cron(const char *body, schedule *s, char *err, size_t errlen)
   return 0;
 }
 
+/* Whether s (len bytes) reads like a classic crontab schedule: five
+ * fields of digits and * , - / or an @ shorthand, with no parentheses. */
+static int looks_like_crontab(const char *s, size_t len)
+{
+  size_t i, fields = 0;
+  int in_field = 0;
+
+  if (len > 1 && s[0] == '@')
+    return 1;
+  for (i = 0; i < len; i++) {
+    char c = s[i];
+    if (c == ' ' || c == '\t') {
+      in_field = 0;
+    } else if (isdigit((unsigned char)c) || strchr("*,-/", c)) {
+      fields += !in_field;
+      in_field = 1;
+    } else {
+      return 0;
+    }
+  }
+  return fields == 5;
+}
+
 /* Parses the "Value Unit" of a rate() expression. */
 static int parse_rate(const char *body, schedule *s, char *err, size_t errlen)
 {
@@ -679,7 +702,11 @@ int schedule_parse(const char *expr, schedule *out, char *err, size_t errlen)
         err, errlen,
         "not a schedule expression: expected "
         "cron(minutes hours day-of-month month day-of-week year) "
-        "or rate(value unit)");
+        "or rate(value unit)%s",
+        looks_like_crontab(start, len)
+            ? "; this looks like a crontab line: `jobhost schedule "
+              "--from-crontab 'LINE'` converts it"
+            : "");
 
   if (end[-1] != ')') {
     const char *close = memchr(start, ')', len);

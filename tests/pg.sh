@@ -46,7 +46,8 @@ CONF
 CREATE ROLE jobhost LOGIN CREATEDB PASSWORD '$password';
 CREATE DATABASE ${PG_DATABASE:-jobhost_test} OWNER jobhost;
 SQL
-  cat >"$dir/env" <<ENV
+  # The env file holds the role's password: readable by its owner only.
+  (umask 077 && cat >"$dir/env") <<ENV
 PGHOST=127.0.0.1
 PGPORT=$port
 PGUSER=jobhost
