@@ -51,6 +51,7 @@ PURGE_SQL = """DELETE FROM bench_events
 """
 ROWS_SQL = "SELECT id, amount, customer, created_at, note FROM bench_rows"
 PURGE_BATCH = 5000
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 
 
 class Failure(Exception):
@@ -151,6 +152,7 @@ class Bench:
         self.pgdir = os.path.join(self.work, "pg")
         self.fake = None
         self.ca_file = None
+        self.ca_bundle = None
         self.pgenv = {}
         self.groups = []
 
@@ -172,9 +174,12 @@ class Bench:
                     "NODE_PATH": os.path.join(BENCH, "node", "node_modules"),
                     "JOBHOST_JOBS": os.path.join(BENCH, "jobs")})
         if self.ca_file:
-            # Each client's own way to trust the fake's certificate.
-            env.update({"JOBHOST_CA_FILE": self.ca_file,
-                        "AWS_CA_BUNDLE": self.ca_file,
+            # Each client's own way to trust the fake's certificate, on
+            # top of the roots it trusts anyway: jobhost and boto3 load a
+            # bundle file (the system's, with the fake's certificate
+            # added), Node.js keeps its built-in roots and adds one.
+            env.update({"JOBHOST_CA_FILE": self.ca_bundle,
+                        "AWS_CA_BUNDLE": self.ca_bundle,
                         "NODE_EXTRA_CA_CERTS": self.ca_file})
         return env
 
@@ -226,6 +231,11 @@ class Bench:
                 check=True, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL)
             argv += ["--tls-cert", self.ca_file, "--tls-key", key]
+            self.ca_bundle = os.path.join(self.work, "bundle.pem")
+            with open(self.ca_bundle, "w") as out:
+                if os.path.exists(SYSTEM_CA):
+                    out.write(open(SYSTEM_CA).read())
+                out.write(open(self.ca_file).read())
             context = ssl.create_default_context(cafile=self.ca_file)
         self.fake = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
@@ -559,7 +569,8 @@ def main():
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--tls", action="store_true", help="the fake Secrets "
                     "Manager serves HTTPS with a throwaway certificate, as "
-                    "the real one does")
+                    "the real one does; clients trust it beside the "
+                    "system's roots")
     ap.add_argument("--perf", metavar="DIR", help="then profile each jobhost "
                     "case with perf into DIR and print the hottest code")
     args = ap.parse_args()
