@@ -15,11 +15,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 build="$root/build-bench"
 install=1
+perf=0
 source="$root"
 bin="$build/tree"
 for arg in "$@"; do
   case "$arg" in
   --no-install) install=0 ;;
+  --perf) perf=1 ;;
   --head) source="$build/head-src" bin="$build/head" ;;
   esac
 done
@@ -29,10 +31,13 @@ if [ "$install" = 1 ]; then
   for p in build-essential cmake pkg-config liblua5.4-dev libpq-dev \
     libcurl4-openssl-dev libssl-dev lua-cjson-dev libedit-dev \
     postgresql-15 postgresql-contrib python3-psycopg2 python3-boto3 \
-    python3-botocore time; do
+    python3-botocore openssl time; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
       need="$need $p"
   done
+  if [ "$perf" = 1 ] && ! command -v perf >/dev/null; then
+    need="$need linux-perf"
+  fi
   # Node.js may come from elsewhere than Debian (with npm inside it).
   command -v node >/dev/null || need="$need nodejs"
   command -v npm >/dev/null || need="$need npm"
