@@ -224,9 +224,12 @@ void host_push_error(lua_State *L, const char *type, const char *message)
 static int msgh(lua_State *L)
 {
   if (lua_type(L, 1) == LUA_TTABLE) {
-    if (lua_getfield(L, 1, "traceback") == LUA_TNIL) {
+    /* Raw access: the object's own metamethods do not run here. */
+    lua_pushliteral(L, "traceback");
+    if (lua_rawget(L, 1) == LUA_TNIL) {
+      lua_pushliteral(L, "traceback");
       luaL_traceback(L, L, NULL, 1);
-      lua_setfield(L, 1, "traceback");
+      lua_rawset(L, 1);
     }
     lua_settop(L, 1);
     return 1;
@@ -345,6 +348,66 @@ static int sandbox_print(lua_State *L)
   return 0;
 }
 
+/* The message handler a job gives xpcall, guarded: once the run is
+ * stopped the handler is not called and the stop error passes through.
+ * Lua runs a handler for an error raised in a hook with hooks off, so a
+ * handler that loops would otherwise outlive the deadline. */
+static int guarded_handler(lua_State *L)
+{
+  if (run_of(L)->stop != HOST_RUNNING)
+    return 1;
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+
+static int xpcall_done(lua_State *L, int status, lua_KContext base)
+{
+  if (status != LUA_OK && status != LUA_YIELD) {
+    lua_pushboolean(L, 0);
+    lua_pushvalue(L, -2);
+    return 2;
+  }
+  return lua_gettop(L) - (int)base;
+}
+
+/* xpcall(f, handler, ...) with the handler guarded; yields work as in
+ * Lua's own. */
+static int sandbox_xpcall(lua_State *L)
+{
+  int nargs = lua_gettop(L) - 2;
+  int status;
+
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushvalue(L, 2);
+  lua_pushcclosure(L, guarded_handler, 1);
+  lua_replace(L, 2);
+  /* [f, handler, args...] -> [f, handler, true, f, args...] */
+  lua_pushboolean(L, 1);
+  lua_pushvalue(L, 1);
+  lua_rotate(L, 3, 2);
+  status = lua_pcallk(L, nargs, LUA_MULTRET, 2, 2, xpcall_done);
+  return xpcall_done(L, status, 2);
+}
+
+/* setmetatable(t, mt) refusing __gc: Lua runs finalizers with hooks off,
+ * where no deadline can stop them. */
+static int sandbox_setmetatable(lua_State *L)
+{
+  if (lua_istable(L, 2)) {
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, 2) != LUA_TNIL)
+      return luaL_error(L, "__gc finalizers are not allowed in jobs: they "
+                        "run where the run's deadline cannot stop them");
+    lua_pop(L, 1);
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+
 /* dofile(filename): text chunks only. */
 static int sandbox_dofile(lua_State *L)
 {
@@ -454,6 +517,11 @@ static int open_sandbox(lua_State *L)
   lua_getglobal(L, "print");
   lua_setfield(L, LUA_REGISTRYINDEX, HOST_PRINT_KEY);
   lua_register(L, "print", sandbox_print);
+
+  lua_register(L, "xpcall", sandbox_xpcall);
+  lua_getglobal(L, "setmetatable");
+  lua_pushcclosure(L, sandbox_setmetatable, 1);
+  lua_setglobal(L, "setmetatable");
 
   lua_getglobal(L, "load");
   lua_setfield(L, LUA_REGISTRYINDEX, "jobhost.load");

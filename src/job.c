@@ -64,6 +64,28 @@ int job_name_valid(const char *name)
   return 1;
 }
 
+/* luaL_tolstring in a protected call: a __tostring that raises, yields
+ * or returns no string must not bring the process down. Pushes one
+ * string and returns it. */
+static int tostring_step(lua_State *L)
+{
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+static const char *safe_tostring(lua_State *L, int idx)
+{
+  idx = lua_absindex(L, idx);
+  lua_pushcfunction(L, tostring_step);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_isstring(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "(a %s value whose __tostring failed)",
+                    luaL_typename(L, idx));
+  }
+  return lua_tostring(L, -1);
+}
+
 /* ---- loading and validating -------------------------------------------- */
 
 /* Compiles and runs jobs/NAME.lua; on success the spec table is on the
@@ -107,7 +129,7 @@ static int load_spec(lua_State *L, const char *dir, const char *name,
     return -1;
   }
   if (status != LUA_OK || host_pcall(L, 0, 1) != LUA_OK) {
-    snprintf(err, errlen, "%s", luaL_tolstring(L, -1, NULL));
+    snprintf(err, errlen, "%s", safe_tostring(L, -1));
     lua_pop(L, 2);
     return -1;
   }
@@ -152,7 +174,7 @@ static int validate_spec(lua_State *L, const char *dir, const char *name,
                "%s/%s.lua: unknown key \"%s\" in the job's spec (known: "
                "description, schedule, database, timeout, memory, lock, "
                "params, run)",
-               dir, name, luaL_tolstring(L, -1, NULL));
+               dir, name, safe_tostring(L, -1));
       lua_settop(L, spec);
       return -1;
     }
@@ -648,6 +670,15 @@ static int encode_top(lua_State *L)
   return 1;
 }
 
+/* t[name] without metamethods: an error object's __index must not run
+ * (or raise) while the host reads it. Pushes the value; returns its
+ * type. */
+static int rawfield(lua_State *L, int t, const char *name)
+{
+  lua_pushstring(L, name);
+  return lua_rawget(L, t < 0 ? t - 1 : t);
+}
+
 /* The message of the error table on top of the stack: its __tostring,
  * else its "message" field, else the table as JSON, else "table: 0x...".
  * The text stays on the stack (anchored) until the caller pops. */
@@ -657,14 +688,14 @@ static const char *error_table_text(lua_State *L)
 
   if (luaL_getmetafield(L, top, "__tostring") != LUA_TNIL) {
     lua_pop(L, 1);
-    return luaL_tolstring(L, top, NULL);
+    return safe_tostring(L, top);
   }
-  if (lua_getfield(L, top, "message") == LUA_TSTRING)
+  if (rawfield(L, top, "message") == LUA_TSTRING)
     return lua_tostring(L, -1);
   lua_pop(L, 1);
 
   /* The traceback the host added is not part of the message. */
-  lua_getfield(L, top, "traceback");
+  rawfield(L, top, "traceback");
   lua_pushnil(L);
   lua_setfield(L, top, "traceback");
   lua_pushcfunction(L, encode_top);
@@ -675,7 +706,7 @@ static const char *error_table_text(lua_State *L)
   if (ok)
     return lua_tostring(L, -1);
   lua_pop(L, 1);
-  return luaL_tolstring(L, top, NULL);
+  return safe_tostring(L, top);
 }
 
 static void outcome_from_error(lua_State *L, job_outcome *out)
@@ -685,13 +716,13 @@ static void outcome_from_error(lua_State *L, job_outcome *out)
 
   if (lua_type(L, -1) == LUA_TTABLE) {
     int t = lua_gettop(L);
-    if (lua_getfield(L, t, "type") == LUA_TSTRING)
+    if (rawfield(L, t, "type") == LUA_TSTRING)
       type = lua_tostring(L, -1);
     out->error_type = strdup(type);
     lua_pop(L, 1);
     out->error_message = strdup(error_table_text(L));
     lua_settop(L, t);
-    if (lua_getfield(L, t, "traceback") == LUA_TSTRING) {
+    if (rawfield(L, t, "traceback") == LUA_TSTRING) {
       const char *tb = lua_tostring(L, -1);
       if (strncmp(tb, "stack traceback:\n", 17) == 0)
         tb += 17;
@@ -772,6 +803,7 @@ int job_run(const job_request *req, job_outcome *out)
   const char *kind;
   char err[2048];
   run_args args;
+  int status;
   int64_t started = clock_mono_us();
   int64_t default_deadline = clock_now_ms() + JOB_DEFAULT_TIMEOUT_S * 1000;
 
@@ -816,7 +848,15 @@ int job_run(const job_request *req, job_outcome *out)
   lua_insert(L, -3);
   lua_pushlightuserdata(L, &args);
   lua_insert(L, -3);
-  if (host_pcall(L, 3, 1) == LUA_OK) {
+  status = host_pcall(L, 3, 1);
+  if (status == LUA_OK && host_get(L)->stop != HOST_RUNNING) {
+    /* The job caught the stop (an xpcall as its last call) and returned:
+     * the run still failed. */
+    lua_pop(L, 1);
+    lua_pushstring(L, host_stop_message(L, host_get(L)->stop));
+    status = LUA_ERRRUN;
+  }
+  if (status == LUA_OK) {
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
     out->result = malloc(len + 1);

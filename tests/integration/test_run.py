@@ -243,6 +243,32 @@ end }""")
         body = self.assert_stopped("spin", "Job.Timeout", 10)
         self.assertIn("deadline", body["errorMessage"])
 
+    def test_a_looping_xpcall_handler_cannot_outlive_the_deadline(self):
+        self.write_job("handler", """
+return { timeout = 1, run = function()
+  return xpcall(function() while true do end end,
+                function() while true do end end)
+end }""")
+        self.assert_stopped("handler", "Job.Timeout", 10)
+
+    def test_finalizers_are_refused(self):
+        self.write_job("gc", """
+return { timeout = 1, run = function()
+  setmetatable({}, { __gc = function() while true do end end })
+end }""")
+        _, body, _ = self.run_job("gc", expect_ok=False)
+        self.assertIn("__gc finalizers are not allowed", body["errorMessage"])
+
+    def test_an_error_whose_tostring_fails_is_still_reported(self):
+        for name, mt in (("raises", '__tostring = function() error("x") end'),
+                         ("table", "__tostring = function() return {} end"),
+                         ("index", '__index = function() error("y") end')):
+            self.write_job(name, "return { run = function() "
+                                 "error(setmetatable({}, {%s})) end }" % mt)
+            code, body, err = self.run_job(name, expect_ok=False)
+            self.assertEqual(code, 1, err)
+            self.assertEqual(body["errorType"], "Job.Error", name)
+
     def test_unbounded_allocation_stops_at_the_memory_limit(self):
         self.write_job("hog", """
 return { memory = 32, run = function()
