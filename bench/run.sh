@@ -2,26 +2,31 @@
 # run.sh: jobhost's benchmarks in one command, on Debian bookworm as root.
 #
 #   sh bench/run.sh [--quick] [--runs N] [--only trivial,purge,rows,json]
-#                   [--json FILE] [--perf DIR] [--no-install] [--head]
+#                   [--json FILE] [--perf DIR] [--tls] [--no-install]
+#                   [--head] [--all]
 #
 # Installs what the cases need (Debian: PostgreSQL 15, psycopg2, boto3;
 # npm: pg and @aws-sdk/client-secrets-manager into bench/node), builds a
 # Release jobhost in build-bench/, then runs bench/harness.py, which
 # starts its own PostgreSQL and fake Secrets Manager and prints the table.
 # --head builds the last commit (git archive HEAD) instead of the working
-# tree; --no-install skips the package steps.
+# tree; --no-install skips the package steps; --all then runs the
+# module benchmarks too (bench/json, bench/rows, bench/schedule,
+# bench/lambda), each as its owner wrote it.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 build="$root/build-bench"
 install=1
 perf=0
+all=0
 source="$root"
 bin="$build/tree"
 for arg in "$@"; do
   case "$arg" in
   --no-install) install=0 ;;
   --perf) perf=1 ;;
+  --all) all=1 ;;
   --head) source="$build/head-src" bin="$build/head" ;;
   esac
 done
@@ -67,8 +72,30 @@ cmake --build "$bin" -j2 --target jobhost >/dev/null
 for arg in "$@"; do
   shift
   case "$arg" in
-  --no-install | --head) ;;
+  --no-install | --head | --all) ;;
   *) set -- "$@" "$arg" ;;
   esac
 done
-exec /usr/bin/python3 "$here/harness.py" --jobhost "$bin/jobhost" "$@"
+status=0
+/usr/bin/python3 "$here/harness.py" --jobhost "$bin/jobhost" "$@" ||
+  status=$?
+[ "$all" = 1 ] || exit "$status"
+
+echo "== bench/json" >&2
+BUILD_DIR="$build/json" sh "$here/json/run.sh" || status=1
+echo "== bench/schedule" >&2
+cmake --build "$bin" -j2 --target bench-schedule || status=1
+echo "== bench/rows" >&2
+cmake --build "$bin" -j2 --target bench_rows >/dev/null
+pgdir=$(mktemp -d /tmp/jobhost-bench-rows.XXXXXX)
+chmod 755 "$pgdir"
+trap 'sh "$root/tests/pg.sh" stop "$pgdir/pg"; rm -rf "$pgdir"' EXIT
+sh "$root/tests/pg.sh" start "$pgdir/pg"
+for mode in rows copy; do
+  sh "$root/tests/with_pg.sh" "$pgdir/pg/env" "$bin/tests/bench_rows" \
+    --mode "$mode" || status=1
+done
+echo "== bench/lambda" >&2
+/usr/bin/python3 "$here/lambda/bench_lambda.py" --bin "$bin/jobhost" ||
+  status=1
+exit "$status"
