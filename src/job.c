@@ -439,11 +439,16 @@ check:
     lua_pushstring(L, lua_tostring(L, -1));
     lua_replace(L, -2);
   }
-  if (want == LUA_TNUMBER && lua_isinteger(L, def) &&
-      lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-    lua_Integer i;
-    if (lua_numbertointeger(lua_tonumber(L, -1), &i)) {
+  if (want == LUA_TNUMBER && lua_type(L, -1) == LUA_TNUMBER) {
+    /* Keep the default's subtype: 3.0 for an integer param is 3 (1.5 is
+     * an error below, never cut to 1); 3 for a float param is 3.0. */
+    int exact;
+    lua_Integer i = lua_tointegerx(L, -1, &exact);
+    if (lua_isinteger(L, def) && !lua_isinteger(L, -1) && exact) {
       lua_pushinteger(L, i);
+      lua_replace(L, -2);
+    } else if (!lua_isinteger(L, def) && lua_isinteger(L, -1)) {
+      lua_pushnumber(L, (lua_Number)lua_tointeger(L, -1));
       lua_replace(L, -2);
     }
   }
@@ -453,9 +458,11 @@ check:
     const char *how = want == LUA_TTABLE
                           ? " (give tables in the event's params)"
                           : "";
+    const char *type = luaL_typename(L, -1);
+    const char *text = luaL_tolstring(L, -1, NULL);
     luaL_error(L, "param \"%s\" must be %s like its default, not %s \"%s\"%s",
                key, lua_isinteger(L, def) ? "an integer" : lua_type_word(want),
-               luaL_typename(L, -1), luaL_tolstring(L, -1, NULL), how);
+               type, text, how);
   }
 }
 
@@ -891,7 +898,7 @@ done:
     log_emit(LOG_ERROR, "run failed",
              (log_field[]){LOG_S("outcome", "failure"),
                            LOG_I("duration_ms", out->duration_us / 1000),
-                           LOG_S("error_type", out->error_type),
+                           LOG_S("error_type", job_error_type(out)),
                            LOG_S("error", out->error_message)},
              4);
   }

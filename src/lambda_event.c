@@ -201,12 +201,21 @@ static int route(lua_State *L)
   /* 1. the event's "job" */
   t = field(L, event, "job");
   if (t != LUA_TNIL) {
-    const char *name = lua_tostring(L, -1);
+    const char *name;
+    size_t len;
+
     if (t != LUA_TSTRING) {
       set_error(out, "Event.Invalid");
       snprintf(out->message, sizeof out->message,
                "the event's \"job\" must be a string, not %s",
                json_kind(L, -1));
+      return 0;
+    }
+    name = lua_tolstring(L, -1, &len);
+    if (strlen(name) != len) {
+      set_error(out, "Event.Invalid");
+      snprintf(out->message, sizeof out->message,
+               "the event's \"job\" holds a NUL character");
       return 0;
     }
     if (!lambda_job_known(a->known, name)) {

@@ -23,6 +23,12 @@
 #include "json.h"
 #include "redact.h"
 
+/* The most bytes of one string a record carries (CloudWatch takes 256
+ * KiB an event): a longer message or field value is cut, marked so. */
+#define LOG_MAX_VALUE (32 * 1024)
+/* The most fields a record carries; more are dropped. */
+#define LOG_MAX_FIELDS 64
+
 static FILE *log_out;
 static log_format log_fmt = LOG_TEXT;
 static log_level log_min = LOG_INFO;
@@ -103,6 +109,10 @@ static void line_add_json_escaped(line *b, const char *s)
   char esc[8];
 
   while (*u) {
+    if ((size_t)((const char *)u - s) >= LOG_MAX_VALUE) {
+      line_adds(b, " [cut]");
+      return;
+    }
     unsigned char c = *u;
     size_t n = 0;
 
@@ -158,6 +168,8 @@ static void line_add_text_value(line *b, const char *s)
   const char *p;
   int bare = *s != '\0';
 
+  if (strlen(s) > 64)
+    bare = 0;
   for (p = s; *p && bare; p++)
     if (isspace((unsigned char)*p) || *p == '"' || *p == '=' ||
         (unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7F)
@@ -327,15 +339,14 @@ static void emit_text(line *b, const char *ts, log_level level,
   }
 }
 
-void log_emit(log_level level, const char *msg, const log_field *fields,
-              size_t n)
+/* Builds and writes one record, as it is. */
+static void write_record(log_level level, const char *msg,
+                         const log_field *fields, size_t n)
 {
   char ts[32];
   line b;
   FILE *out = log_out ? log_out : stderr;
 
-  if (!log_enabled(level))
-    return;
   clock_format_iso(clock_now_ms(), ts, sizeof ts);
   line_init(&b);
   if (log_fmt == LOG_JSON)
@@ -343,25 +354,54 @@ void log_emit(log_level level, const char *msg, const log_field *fields,
   else
     emit_text(&b, ts, level, msg ? msg : "", fields, n);
   line_addc(&b, '\n');
-  if (redact_active()) {
-    size_t clean_len;
-    char *clean = redact_copy(b.p, b.len, &clean_len);
-    if (clean) {
-      fwrite(clean, 1, clean_len, out);
-      fflush(out);
-      free(clean);
-      line_free(&b);
-      return;
-    }
-  }
   fwrite(b.p, 1, b.len, out);
   fflush(out);
   line_free(&b);
 }
 
-/* ---- the Lua module ---------------------------------------------------- */
+/* The message and every text of the fields with registered secret
+ * values replaced (redact.h), each in its raw form before it is escaped
+ * into the line, so a value shows as [redacted] in either format. */
+static void write_redacted(log_level level, const char *msg,
+                           const log_field *fields, size_t n)
+{
+  log_field copy[LOG_MAX_FIELDS] = {{0}};
+  char *owned[LOG_MAX_FIELDS + 1];
+  size_t i, k = 0, len;
+  char *clean;
 
-#define LOG_MAX_FIELDS 64
+  if (n > LOG_MAX_FIELDS)
+    n = LOG_MAX_FIELDS;
+  if (msg && (clean = redact_copy(msg, strlen(msg), &len))) {
+    owned[k++] = clean;
+    msg = clean;
+  }
+  for (i = 0; i < n; i++) {
+    copy[i] = fields[i];
+    if ((copy[i].kind == LOG_F_STR || copy[i].kind == LOG_F_JSON) &&
+        copy[i].s &&
+        (clean = redact_copy(copy[i].s, strlen(copy[i].s), &len))) {
+      owned[k++] = clean;
+      copy[i].s = clean;
+    }
+  }
+  write_record(level, msg, copy, n);
+  while (k > 0)
+    free(owned[--k]);
+}
+
+void log_emit(log_level level, const char *msg, const log_field *fields,
+              size_t n)
+{
+  if (!log_enabled(level))
+    return;
+  if (redact_active())
+    write_redacted(level, msg, fields, n);
+  else
+    write_record(level, msg, fields, n);
+}
+
+/* ---- the Lua module ---------------------------------------------------- */
 
 static int encode_field(lua_State *L)
 {

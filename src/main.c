@@ -10,6 +10,7 @@
 #include "cli_template.h"
 #include "lambda.h"
 #include "log.h"
+#include "redact.h"
 #include "repl.h"
 
 typedef struct {
@@ -41,6 +42,22 @@ static void usage(FILE *out)
   fputs("\n`jobhost COMMAND --help` tells more.\n", out);
 }
 
+/* Credentials the process was given in its environment are never shown,
+ * even when a job reads one with os.getenv and logs or returns it. */
+static void redact_environment(void)
+{
+  static const char *const names[] = {"AWS_SECRET_ACCESS_KEY",
+                                      "AWS_SESSION_TOKEN", "PGPASSWORD",
+                                      NULL};
+  const char *const *n;
+
+  for (n = names; *n; n++) {
+    const char *v = getenv(*n);
+    if (v)
+      redact_add(v, strlen(v));
+  }
+}
+
 static const command *find(const char *name)
 {
   const command *c;
@@ -61,6 +78,7 @@ int main(int argc, char **argv)
   base = base ? base + 1 : argv[0];
   log_configure(stderr, LOG_TEXT, LOG_INFO);
   log_configure_from_env();
+  redact_environment();
 
   if (strcmp(base, "bootstrap") == 0 || (argc < 2 && api && *api)) {
     c = find("lambda");

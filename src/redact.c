@@ -4,6 +4,7 @@
  * value is registered. */
 #include "redact.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +17,8 @@ static struct {
 } known[REDACT_MAX];
 static size_t nknown;
 
-void redact_add(const char *value, size_t len)
+/* Registers one form of a value; see redact_add. */
+static void add_form(const char *value, size_t len)
 {
   size_t i;
   char *copy;
@@ -38,6 +40,63 @@ void redact_add(const char *value, size_t len)
   known[i].value = copy;
   known[i].len = len;
   nknown++;
+}
+
+/* A value shows in a JSON record or a quoted text field with its
+ * quotes, backslashes and control characters escaped: that form is
+ * registered too. Returns a malloc'd escaped copy, or NULL when the
+ * value needs no escaping (or memory ran out). */
+static char *json_escaped(const char *value, size_t len, size_t *outlen)
+{
+  char *out = malloc(len * 6 + 1);
+  size_t i, n = 0;
+  int changed = 0;
+
+  if (!out)
+    return NULL;
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)value[i];
+    const char *esc = NULL;
+
+    switch (c) {
+    case '"': esc = "\\\""; break;
+    case '\\': esc = "\\\\"; break;
+    case '\n': esc = "\\n"; break;
+    case '\r': esc = "\\r"; break;
+    case '\t': esc = "\\t"; break;
+    default: break;
+    }
+    if (esc) {
+      memcpy(out + n, esc, 2);
+      n += 2;
+      changed = 1;
+    } else if (c < 0x20) {
+      n += (size_t)snprintf(out + n, 7, "\\u%04x", c);
+      changed = 1;
+    } else {
+      out[n++] = (char)c;
+    }
+  }
+  if (!changed) {
+    free(out);
+    return NULL;
+  }
+  out[n] = '\0';
+  *outlen = n;
+  return out;
+}
+
+void redact_add(const char *value, size_t len)
+{
+  size_t elen;
+  char *escaped;
+
+  add_form(value, len);
+  escaped = value ? json_escaped(value, len, &elen) : NULL;
+  if (escaped) {
+    add_form(escaped, elen);
+    free(escaped);
+  }
 }
 
 int redact_active(void)

@@ -307,7 +307,8 @@ end }""")
             ("[1, 2]", "must be a JSON object, not an array"),
             ('"hello"', "must be a JSON object, not a string"),
             ("42", "must be a JSON object, not a number"),
-            ('{"job": 7}', "\"job\" must be a string"),
+            ('{"job": 7}', "\"job\" must be a string, not a number"),
+            ('{"job": "hello\\u0000x"}', "holds a NUL character"),
             ('{"job": "hello", "params": [1]}', "\"params\" must be a JSON "
              "object"),
             ('{"job": "hello", "params": "x"}', "\"params\" must be a JSON "

@@ -38,6 +38,13 @@ int main(void)
   expect("s3cr3s3cr3t", "s3cr3[redacted]");
   redact_clear();
   expect("s3cr3t", "s3cr3t");
+
+  /* A value as it shows inside JSON or a quoted text field. */
+  redact_add("p@ss word/'\\#", 13);
+  redact_add("ab\"cd\tef", 8);
+  expect("{\"p\":\"p@ss word/'\\\\#\"}", "{\"p\":\"[redacted]\"}");
+  expect("raw p@ss word/'\\# here", "raw [redacted] here");
+  expect("x=\"ab\\\"cd\\tef\"", "x=\"[redacted]\"");
   printf("%d passed, %d failed\n", checks - failures, failures);
   return failures ? 1 : 0;
 }
