@@ -471,6 +471,23 @@ static void remove_fields(lua_State *L, const char *lib,
   lua_pop(L, 1);
 }
 
+/* require "cjson": lua-cjson's module with its encode and decode made
+ * exact (they are the json module's), because lua-cjson 2.1.0 decodes
+ * 5432 as 5432.0 and writes int64 values with 14 digits; a job written
+ * for cjson gets integers that stay integers. cjson.new() still gives
+ * lua-cjson's own codec. */
+static int open_cjson(lua_State *L)
+{
+  luaopen_cjson(L);
+  luaL_requiref(L, "json", luaopen_jobhost_json, 0);
+  lua_getfield(L, -1, "encode");
+  lua_setfield(L, -3, "encode");
+  lua_getfield(L, -1, "decode");
+  lua_setfield(L, -3, "decode");
+  lua_pop(L, 1);
+  return 1;
+}
+
 static int open_sandbox(lua_State *L)
 {
   static const luaL_Reg libs[] = {
@@ -480,7 +497,7 @@ static int open_sandbox(lua_State *L)
       {LUA_STRLIBNAME, luaopen_string},   {LUA_MATHLIBNAME, luaopen_math},
       {LUA_UTF8LIBNAME, luaopen_utf8},    {NULL, NULL}};
   static const luaL_Reg preload[] = {{"json", luaopen_jobhost_json},
-                                     {"cjson", luaopen_cjson},
+                                     {"cjson", open_cjson},
                                      {"log", luaopen_jobhost_log},
                                      {"db", luaopen_jobhost_db},
                                      {NULL, NULL}};
