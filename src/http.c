@@ -217,7 +217,7 @@ int http_perform(http_client *client, const http_request *req,
   CURL *c = client->curl;
   transfer t;
   struct curl_slist *headers = NULL;
-  const char *ca_file = tls_ca_file();
+  const char *ca_file, *ca_dir;
   char errbuf[CURL_ERROR_SIZE] = "";
   CURLcode rc;
   int oom = 0, result = -1;
@@ -242,8 +242,13 @@ int http_perform(http_client *client, const http_request *req,
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-  if (ca_file && *ca_file)
+  tls_ca(&ca_file, &ca_dir);
+  if (ca_file) {
     curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
+  } else if (ca_dir) {
+    curl_easy_setopt(c, CURLOPT_CAINFO, NULL);
+    curl_easy_setopt(c, CURLOPT_CAPATH, ca_dir);
+  }
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);

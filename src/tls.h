@@ -34,4 +34,15 @@
  * raises and never logs. */
 const char *tls_ca_file(void);
 
+/* Where the HTTPS client (libcurl) finds its CA certificates: a file
+ * override (1 or 2 above) as a file; else a hashed certificate directory
+ * ($JOBHOST_CA_DIR, $SSL_CERT_DIR, /etc/ssl/certs on Debian,
+ * /etc/pki/ca-trust/extracted/pem/directory-hash on Amazon Linux 2023)
+ * as a directory; else tls_ca_file(). A directory is preferred because
+ * OpenSSL 3 reads a whole bundle file, about 140 certificates, at every
+ * new TLS context (tens of milliseconds at a cold start), where from a
+ * hashed directory it reads only the certificates a handshake needs.
+ * Sets exactly one of *file and *dir (or neither: returns 0). */
+int tls_ca(const char **file, const char **dir);
+
 #endif

@@ -77,6 +77,41 @@ int main(void)
     failures++;
   }
 
+  /* The HTTPS client: a file override wins, then a directory override,
+   * then a hashed directory of the system, then a bundle file. */
+  {
+    const char *file, *dir;
+    char tmp[] = "/tmp/jobhost-tls-XXXXXX";
+
+    setenv("SSL_CERT_FILE", "/nonexistent/openssl.pem", 1);
+    setenv("JOBHOST_CA_DIR", "/nonexistent/dir", 1);
+    tls_ca(&file, &dir);
+    expect_str("a file override beats a directory", file,
+               "/nonexistent/openssl.pem");
+    expect_str("and no directory is set beside it", dir, NULL);
+
+    unsetenv("SSL_CERT_FILE");
+    tls_ca(&file, &dir);
+    expect_str("JOBHOST_CA_DIR is used as given", dir, "/nonexistent/dir");
+    expect_str("and no file is set beside it", file, NULL);
+
+    unsetenv("JOBHOST_CA_DIR");
+    if (mkdtemp(tmp)) {
+      setenv("SSL_CERT_DIR", tmp, 1);
+      tls_ca(&file, &dir);
+      expect_str("SSL_CERT_DIR is used as given", dir, tmp);
+      unsetenv("SSL_CERT_DIR");
+      rmdir(tmp);
+    }
+
+    tls_ca(&file, &dir);
+    checks++;
+    if (!!file == !!dir) {
+      printf("FAIL with no override exactly one of file and dir is set\n");
+      failures++;
+    }
+  }
+
   printf("%d passed, %d failed\n", checks - failures, failures);
   return failures ? 1 : 0;
 }
