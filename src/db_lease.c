@@ -191,16 +191,26 @@ static PQconninfoOption *push_conninfo(lua_State *L, const char *target)
   return *box;
 }
 
+/* GSSAPI encryption is off unless the target or PGGSSENCMODE asks for
+ * it: RDS and Aurora do not offer it, and libpq's default ("prefer")
+ * loads the Kerberos libraries and probes for credentials at every
+ * connect. Set first, so a target's own gssencmode overrides it. */
+#define GSSENC_DEFAULT "disable"
+
 /* Connects to an env or conninfo target. */
 static db_conn *connect_plain(lua_State *L, const char *target,
                               target_kind kind)
 {
-  const char *kw[4], *vals[4];
+  const char *kw[5], *vals[5];
   const char *base = NULL;
   attempt a;
   db_conn *c;
   int n = 0;
 
+  if (!getenv("PGGSSENCMODE")) {
+    kw[n] = "gssencmode";
+    vals[n++] = GSSENC_DEFAULT;
+  }
   if (kind == TARGET_CONNINFO) {
     PQconninfoOption *o;
 
@@ -260,9 +270,13 @@ static db_conn *connect_secret(lua_State *L, const char *id)
     }
     while (p.keywords[n])
       n++;
-    kw = calloc(n + 3, sizeof *kw);
-    vals = calloc(n + 3, sizeof *vals);
+    kw = calloc(n + 4, sizeof *kw);
+    vals = calloc(n + 4, sizeof *vals);
     if (kw && vals) {
+      if (!getenv("PGGSSENCMODE")) {
+        kw[k] = "gssencmode";
+        vals[k++] = GSSENC_DEFAULT;
+      }
       for (i = 0; i < n; i++) {
         if (strcmp(p.keywords[i], "options") == 0)
           continue;
