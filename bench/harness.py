@@ -153,6 +153,7 @@ class Bench:
         self.fake = None
         self.ca_file = None
         self.ca_bundle = None
+        self.ca_dir = None
         self.pgenv = {}
         self.groups = []
 
@@ -175,10 +176,11 @@ class Bench:
                     "JOBHOST_JOBS": os.path.join(BENCH, "jobs")})
         if self.ca_file:
             # Each client's own way to trust the fake's certificate, on
-            # top of the roots it trusts anyway: jobhost and boto3 load a
-            # bundle file (the system's, with the fake's certificate
-            # added), Node.js keeps its built-in roots and adds one.
-            env.update({"JOBHOST_CA_FILE": self.ca_bundle,
+            # top of the roots it trusts anyway: jobhost a hashed
+            # directory (the system's, with the fake's certificate added),
+            # as it finds one on Debian and Amazon Linux; boto3 a bundle
+            # file; Node.js keeps its built-in roots and adds one.
+            env.update({"JOBHOST_CA_DIR": self.ca_dir,
                         "AWS_CA_BUNDLE": self.ca_bundle,
                         "NODE_EXTRA_CA_CERTS": self.ca_file})
         return env
@@ -236,6 +238,17 @@ class Bench:
                 if os.path.exists(SYSTEM_CA):
                     out.write(open(SYSTEM_CA).read())
                 out.write(open(self.ca_file).read())
+            self.ca_dir = os.path.join(self.work, "certs")
+            os.mkdir(self.ca_dir)
+            system_dir = "/etc/ssl/certs"
+            for name in os.listdir(system_dir):
+                if name.endswith(".pem"):
+                    os.symlink(os.path.join(system_dir, name),
+                               os.path.join(self.ca_dir, name))
+            shutil.copy(self.ca_file, os.path.join(self.ca_dir, "fake.pem"))
+            subprocess.run(["openssl", "rehash", self.ca_dir], check=True,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
             context = ssl.create_default_context(cafile=self.ca_file)
         self.fake = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
