@@ -437,7 +437,9 @@ class DeadlineTest(LambdaCase):
             self.assertEqual((state, in_xact, locks), ("idle", "f", "0"),
                              rows)
         self.assertEqual(jhtest.superuser_sql(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND database = (SELECT oid FROM pg_database "
+            "WHERE datname = 'lambda_deadline')",
             db="lambda_deadline").strip(), "0")
         self.assertEqual(jhtest.superuser_sql(
             "SELECT n FROM counter", db="lambda_deadline").strip(), "0")
@@ -644,7 +646,8 @@ class LockTest(LambdaCase):
     def advisory_locks(self):
         return int(jhtest.superuser_sql(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-            "AND granted", db="lambda_lock").strip())
+            "AND granted AND database = (SELECT oid FROM pg_database "
+            "WHERE datname = 'lambda_lock')", db="lambda_lock").strip())
 
     def test_two_concurrent_runs_of_a_locked_job(self):
         api_a, proc_a = self.start(db_env=self.db)

@@ -478,7 +478,7 @@ return {
         deadline = time.monotonic() + 30
         while jhtest.superuser_sql(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                "AND " + condition).strip() != "1":
+                "AND objid = 774411 AND " + condition).strip() != "1":
             self.assertLess(time.monotonic(), deadline, "no lock " + condition)
             self.assertIsNone(proc.poll(), "the process ended early")
             time.sleep(0.1)
