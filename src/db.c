@@ -32,7 +32,6 @@
 #include "json.h"
 
 #define DB_CONN_MT "jobhost.db.connection"
-#define CURSOR_MT "jobhost.db.cursor"
 #define TX_MT "jobhost.db.transaction"
 #define STMT_MT "jobhost.db.statement"
 #define COPYBUF_MT "jobhost.db.copybuf"
@@ -40,15 +39,6 @@
 
 /* COPY TO data is handed to the job in chunks of about this size. */
 #define DB_COPY_CHUNK 65536
-
-/* A db:rows() stream. Uservalue 1: the connection's box; 2: the row
- * metatable, made at the first row. */
-typedef struct {
-  uint64_t id;   /* equals conn->stream_id while the stream is ours */
-  PGresult *res; /* the row being turned into a table */
-  int done;
-  int ncols;
-} db_cursor;
 
 /* A db:begin() transaction. Uservalue 1: the connection's box. */
 typedef struct {
@@ -70,72 +60,6 @@ typedef struct {
 } db_copybuf;
 
 /* ---- results as Lua tables ---------------------------------------------- */
-
-/* Pushes the column names of res as an array. A name that repeats an
- * earlier one ("SELECT a.id, b.id") gets "_2", "_3", ... (the first free
- * one) appended, so that no column is lost from a row; the array shows
- * the keys as they are. */
-static void push_columns(lua_State *L, const PGresult *res)
-{
-  int n = PQnfields(res);
-  int i;
-
-  lua_createtable(L, n, 0);
-  lua_createtable(L, 0, n); /* names taken */
-  for (i = 0; i < n; i++) {
-    const char *name = PQfname(res, i);
-
-    lua_pushstring(L, name);
-    if (lua_rawget(L, -2) != LUA_TNIL) {
-      int k;
-
-      lua_pop(L, 1);
-      for (k = 2;; k++) {
-        lua_pushfstring(L, "%s_%d", name, k);
-        lua_pushvalue(L, -1);
-        if (lua_rawget(L, -3) == LUA_TNIL) {
-          lua_pop(L, 1);
-          break;
-        }
-        lua_pop(L, 2);
-      }
-    } else {
-      lua_pop(L, 1);
-      lua_pushstring(L, name);
-    }
-    lua_pushvalue(L, -1);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, -4);
-    lua_rawseti(L, -3, i + 1);
-  }
-  lua_pop(L, 1);
-}
-
-/* Pushes the metatable shared by the rows of one result: __columns gives
- * json the column order. names is a stack index. */
-static void push_row_metatable(lua_State *L, int names)
-{
-  lua_createtable(L, 0, 1);
-  lua_pushvalue(L, names);
-  lua_setfield(L, -2, "__columns");
-}
-
-/* Pushes row r of res as a table keyed by the names at stack index names,
- * with the metatable at stack index mt. */
-static void push_row(lua_State *L, const PGresult *res, int r, int ncols,
-                     const Oid *types, int names, int mt)
-{
-  int i;
-
-  lua_createtable(L, 0, ncols);
-  for (i = 0; i < ncols; i++) {
-    lua_rawgeti(L, names, i + 1);
-    db_push_value(L, res, r, i, types[i]);
-    lua_rawset(L, -3);
-  }
-  lua_pushvalue(L, mt);
-  lua_setmetatable(L, -2);
-}
 
 /* Marks the array at idx for json (so that no rows encode as []) and
  * gives it res.columns. json recognises arrays by its one shared
@@ -204,14 +128,14 @@ static void push_rows(lua_State *L, const PGresult *res)
     types = (Oid *)lua_newuserdatauv(L, (size_t)ncols * sizeof *types, 0);
   for (i = 0; i < ncols; i++)
     types[i] = PQftype(res, i);
-  push_columns(L, res);
+  db_push_columns(L, res);
   names = lua_gettop(L);
-  push_row_metatable(L, names);
+  db_push_row_metatable(L, names);
   mt = lua_gettop(L);
   lua_createtable(L, nrows, 0);
   out = lua_gettop(L);
   for (r = 0; r < nrows; r++) {
-    push_row(L, res, r, ncols, types, names, mt);
+    db_push_row(L, res, r, ncols, types, names, mt);
     lua_rawseti(L, out, r + 1);
   }
   mark_result(L, out, names);
@@ -263,186 +187,13 @@ static int conn_exec(lua_State *L)
   return do_exec(L, 1, sql, NULL, 3);
 }
 
-/* ---- rows: streaming ---------------------------------------------------- */
-
-static db_cursor *check_cursor(lua_State *L, int idx)
-{
-  return (db_cursor *)luaL_checkudata(L, idx, CURSOR_MT);
-}
-
-/* Ends a stream that ran to its end: reads the end of the results and
- * lets go of the rows savepoint. */
-static void finish_stream(lua_State *L, db_conn *c)
-{
-  int savepoint = c->stream_savepoint;
-
-  c->stream_id = 0;
-  c->stream_savepoint = 0;
-  if (savepoint)
-    db_run_command(L, c, "RELEASE SAVEPOINT jobhost_rows", NULL);
-}
-
-/* The iterator: the next row, or nothing at the end. */
-static int cursor_next(lua_State *L)
-{
-  db_cursor *cur = check_cursor(L, 1);
-  db_box *box;
-  db_conn *c;
-  db_limits limits;
-  db_status st;
-  ExecStatusType rs;
-
-  if (cur->done)
-    return 0;
-  box = db_owner_box(L, 1);
-  c = box ? box->conn : NULL;
-  if (!c || c->stream_id != cur->id) {
-    cur->done = 1;
-    return luaL_error(L, "db:rows: the stream was closed (its connection "
-                         "closed, or another statement ran on it)");
-  }
-  if (cur->res) {
-    PQclear(cur->res);
-    cur->res = NULL;
-  }
-  limits = db_run_limits(L);
-  st = db_conn_next(c, &limits, &cur->res);
-  if (st != DB_OK) {
-    cur->done = 1;
-    c->stream_id = 0;
-    return db_raise_status(L, c, st);
-  }
-  rs = cur->res ? PQresultStatus(cur->res) : PGRES_FATAL_ERROR;
-
-  if (rs == PGRES_SINGLE_TUPLE) {
-    int ncols = PQnfields(cur->res);
-    Oid fixed[64];
-    Oid *types = fixed;
-    int names, mt, i;
-
-    /* The row metatable is made at the first row and kept; the names
-     * are its __columns. */
-    if (lua_getiuservalue(L, 1, 2) == LUA_TNIL) {
-      lua_pop(L, 1);
-      push_columns(L, cur->res);
-      push_row_metatable(L, lua_gettop(L));
-      lua_remove(L, -2);
-      lua_pushvalue(L, -1);
-      lua_setiuservalue(L, 1, 2);
-    }
-    mt = lua_gettop(L);
-    lua_getfield(L, mt, "__columns");
-    names = lua_gettop(L);
-    if (ncols > 64)
-      types = (Oid *)lua_newuserdatauv(L, (size_t)ncols * sizeof *types, 0);
-    for (i = 0; i < ncols; i++)
-      types[i] = PQftype(cur->res, i);
-    push_row(L, cur->res, 0, ncols, types, names, mt);
-    PQclear(cur->res);
-    cur->res = NULL;
-    return 1;
-  }
-
-  /* The end of the rows, or an error: read the end of the results. */
-  cur->done = 1;
-  for (;;) {
-    PGresult *more;
-
-    st = db_conn_next(c, &limits, &more);
-    if (st != DB_OK) {
-      c->stream_id = 0;
-      return db_raise_status(L, c, st);
-    }
-    if (!more)
-      break;
-    PQclear(more);
-  }
-  if (rs == PGRES_TUPLES_OK) {
-    PQclear(cur->res);
-    cur->res = NULL;
-    finish_stream(L, c);
-    return 0;
-  }
-  /* A failed statement inside a transaction fails the transaction, as
-   * everywhere else; the savepoint goes with it. */
-  c->stream_id = 0;
-  c->stream_savepoint = 0;
-  return db_raise_result_error(L, c, cur->res);
-}
-
-/* cursor:close(), and __close when the generic for ends or breaks: a
- * stream not read to its end is cancelled and drained. Never raises. */
-static int cursor_close(lua_State *L)
-{
-  db_cursor *cur = check_cursor(L, 1);
-  db_box *box;
-
-  if (cur->res) {
-    PQclear(cur->res);
-    cur->res = NULL;
-  }
-  if (cur->done)
-    return 0;
-  cur->done = 1;
-  box = db_owner_box(L, 1);
-  if (box && box->conn && box->conn->stream_id == cur->id)
-    (void)db_conn_abort(box->conn, DB_CLEANUP_BUDGET_MS);
-  return 0;
-}
-
-static int cursor_gc(lua_State *L)
-{
-  db_cursor *cur = check_cursor(L, 1);
-
-  if (cur->res) {
-    PQclear(cur->res);
-    cur->res = NULL;
-  }
-  return 0;
-}
-
-/* Starts a stream and returns the generic-for values: iterator, state,
- * nil, and the cursor again as the to-be-closed value. */
-static int do_rows(lua_State *L, int box_idx, const char *sql,
-                   const char *name, int first)
-{
-  int last = lua_gettop(L);
-  db_conn *c = db_statement_conn(L, box_idx);
-  db_cursor *cur;
-  int savepoint;
-
-  cur = (db_cursor *)lua_newuserdatauv(L, sizeof *cur, 2);
-  memset(cur, 0, sizeof *cur);
-  cur->done = 1;
-  luaL_setmetatable(L, CURSOR_MT);
-  lua_pushvalue(L, box_idx);
-  lua_setiuservalue(L, -2, 1);
-
-  /* Inside a transaction, a cancelled stream must not fail it: the
-   * stream runs under a savepoint that a cancel rolls back to. */
-  savepoint = PQtransactionStatus(c->pg) == PQTRANS_INTRANS;
-  if (savepoint)
-    db_run_command(L, c, "SAVEPOINT jobhost_rows", NULL);
-  db_send_statement(L, c, sql, name, first, last, 1);
-  c->stream_savepoint = savepoint;
-  cur->id = ++c->serial;
-  cur->done = 0;
-  c->stream_id = cur->id;
-
-  lua_pushcfunction(L, cursor_next);
-  lua_pushvalue(L, -2);
-  lua_pushnil(L);
-  lua_pushvalue(L, -4);
-  return 4;
-}
-
 static int conn_rows(lua_State *L)
 {
   const char *sql = luaL_checkstring(L, 2);
 
   db_check_open(L, 1);
   db_dry_run_guard(L, sql);
-  return do_rows(L, 1, sql, NULL, 3);
+  return db_rows_start(L, 1, sql, NULL, 3);
 }
 
 /* ---- prepared statements ------------------------------------------------ */
@@ -476,7 +227,7 @@ static int stmt_exec(lua_State *L)
 
 static int stmt_rows(lua_State *L)
 {
-  return stmt_call(L, do_rows);
+  return stmt_call(L, db_rows_start);
 }
 
 static int conn_prepare(lua_State *L)
@@ -937,8 +688,6 @@ int luaopen_jobhost_db(lua_State *L)
       {"escape_identifier", conn_escape_identifier},
       {"close", conn_close},
       {NULL, NULL}};
-  static const luaL_Reg cursor_methods[] = {{"close", cursor_close},
-                                            {NULL, NULL}};
   static const luaL_Reg tx_methods[] = {{"commit", tx_commit},
                                         {"rollback", tx_rollback},
                                         {NULL, NULL}};
@@ -955,7 +704,6 @@ int luaopen_jobhost_db(lua_State *L)
     lua_CFunction close, gc, tostring;
   } classes[] = {
       {DB_CONN_MT, conn_methods, conn_close, conn_close, conn_tostring},
-      {CURSOR_MT, cursor_methods, cursor_close, cursor_gc, NULL},
       {TX_MT, tx_methods, tx_close, NULL, NULL},
       {STMT_MT, stmt_methods, NULL, NULL, NULL},
       {COPYBUF_MT, NULL, NULL, copybuf_gc, NULL},
@@ -992,6 +740,7 @@ int luaopen_jobhost_db(lua_State *L)
     lua_pop(L, 1);
   }
   db_stmt_open(L);
+  db_rows_open(L);
   init_columns(L);
 
   luaL_newlib(L, module);

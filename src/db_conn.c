@@ -333,7 +333,13 @@ int db_conn_abort(db_conn *c, int64_t budget_ms)
     goto out;
   }
   if (c->busy) {
-    db_conn_cancel(c);
+    /* A batch's FETCH that has answered ran to its end: reading it is
+     * cheaper than a cancel, which opens a connection of its own. */
+    int answered = c->stream_batched && PQconsumeInput(c->pg) &&
+                   !PQisBusy(c->pg);
+
+    if (!answered)
+      db_conn_cancel(c);
     if (drain(c, &limits) != 0) {
       rc = -1;
       goto out;
@@ -347,11 +353,16 @@ int db_conn_abort(db_conn *c, int64_t budget_ms)
                      "ROLLBACK TO SAVEPOINT jobhost_rows; "
                      "RELEASE SAVEPOINT jobhost_rows",
                      limits.deadline_ms - clock_now_ms());
+  } else if (c->stream_own_tx) {
+    c->stream_own_tx = 0;
+    rc = db_conn_run(c, "ROLLBACK", limits.deadline_ms - clock_now_ms());
   }
 
 out:
   c->stream_id = 0;
   c->stream_savepoint = 0;
+  c->stream_own_tx = 0;
+  c->stream_batched = 0;
   if (rc != 0)
     c->broken = 1;
   return rc;
@@ -364,6 +375,7 @@ int db_conn_drain(db_conn *c, int64_t budget_ms)
   limits.deadline_ms = clock_now_ms() + budget_ms;
   limits.interruptible = 0;
   c->stream_id = 0;
+  c->stream_batched = 0;
   if (!db_conn_ok(c) || (c->busy && drain(c, &limits) != 0)) {
     c->broken = 1;
     return -1;

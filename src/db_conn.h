@@ -39,6 +39,8 @@ struct db_conn {
   int busy;            /* results of a sent statement are still pending */
   int broken;          /* given up on: close, never pool */
   int stream_savepoint;/* the open stream runs under the rows savepoint */
+  int stream_own_tx;   /* the open stream runs in a BEGIN of its own */
+  int stream_batched;  /* the open stream is a FETCH on a cursor */
   uint64_t stream_id;  /* the cursor owning the stream, 0 when none */
   uint64_t serial;     /* source of cursor and transaction ids */
 
@@ -92,9 +94,11 @@ db_status db_conn_copy_put(db_conn *c, const db_limits *limits,
 void db_conn_cancel(db_conn *c);
 
 /* Cancels and discards whatever a statement left pending (rows of an
- * abandoned stream, a COPY in progress), waiting at most budget_ms.
- * Returns 0 when the connection is idle again, -1 when it had to be
- * given up (it is then not ok). */
+ * abandoned stream, a COPY in progress), waiting at most budget_ms, and
+ * undoes what an open stream began: its savepoint is rolled back, its
+ * own transaction rolled back. A FETCH whose answer is already here is
+ * read, not cancelled. Returns 0 when the connection is idle again, -1
+ * when it had to be given up (it is then not ok). */
 int db_conn_abort(db_conn *c, int64_t budget_ms);
 
 /* Reads and discards what a statement left pending, without cancelling

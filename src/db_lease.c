@@ -403,7 +403,7 @@ static void release(db_conn *c)
     ((db_box *)c->box)->conn = NULL;
   c->box = NULL;
   c->owner = NULL;
-  if (db_conn_ok(c) && c->busy)
+  if (db_conn_ok(c) && (c->busy || c->stream_id))
     (void)db_conn_abort(c, DB_CLEANUP_BUDGET_MS);
   if (db_conn_ok(c) && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
     (void)db_conn_run(c, "ROLLBACK", DB_CLEANUP_BUDGET_MS);

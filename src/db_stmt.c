@@ -229,6 +229,14 @@ void db_dry_run_guard(lua_State *L, const char *sql)
   }
 }
 
+int db_is_cursor_query(const char *sql)
+{
+  const char *s = skip_space(sql);
+
+  return keyword_is(s, "select") || keyword_is(s, "values") ||
+         keyword_is(s, "table") || keyword_is(s, "with");
+}
+
 /* Gets the connection of the box at idx ready for a new statement: an
  * unfinished one (a stream the job abandoned, a COPY cut short) is
  * cancelled and drained first. Raises when closed or broken. */
@@ -237,7 +245,8 @@ db_conn *db_statement_conn(lua_State *L, int idx)
   db_conn *c = db_check_open(L, idx);
 
   host_check(L);
-  if (c->busy && db_conn_abort(c, DB_CLEANUP_BUDGET_MS) != 0)
+  if ((c->busy || c->stream_id) &&
+      db_conn_abort(c, DB_CLEANUP_BUDGET_MS) != 0)
     db_raise_status(L, c, DB_LOST);
   if (!db_conn_ok(c))
     db_raise_status(L, c, DB_LOST);

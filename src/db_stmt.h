@@ -69,6 +69,12 @@ int db_raise_result_error(lua_State *L, db_conn *c, const PGresult *res);
  * ROLLBACK TO). */
 void db_dry_run_guard(lua_State *L, const char *sql);
 
+/* Whether sql is a query that a cursor can run (it starts with SELECT,
+ * VALUES, TABLE or WITH, after blanks, comments and parentheses). The
+ * server has the last word: DECLARE still refuses SELECT ... INTO and a
+ * WITH that modifies data. */
+int db_is_cursor_query(const char *sql);
+
 /* The open connection of the box at idx, ready for a statement: an
  * unfinished one (an abandoned stream, a COPY cut short) is cancelled and
  * drained first. Checks the run's deadline. Raises when closed, broken or
@@ -98,6 +104,17 @@ int db_run_command(lua_State *L, db_conn *c, const char *sql,
 
 /* The affected-row count of a result (PQcmdTuples), 0 when it has none. */
 lua_Integer db_affected_rows(PGresult *res);
+
+/* From db_rows.c: db:rows() on the connection box at box_idx, for sql
+ * or (when name is not NULL) the prepared statement name, with the
+ * parameters from stack slot first to the top. Returns the generic-for
+ * values: the iterator, the cursor, nil and the cursor again as the
+ * to-be-closed value (4). Raises as a statement does. */
+int db_rows_start(lua_State *L, int box_idx, const char *sql,
+                  const char *name, int first);
+
+/* From db_rows.c: registers the cursor metatable. */
+void db_rows_open(lua_State *L);
 
 /* From db_lease.c: ends the lease of c (the job closed its connection
  * or the userdata was collected): its box closes, the session is reset,

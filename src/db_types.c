@@ -2,7 +2,8 @@
  * arrive as text (the binding never asks for binary results), so each
  * column is parsed by its type OID; integers go through strtoll so that
  * every int8 stays exact, never through a double. Parameters go out as
- * text with type OID 0 and the server infers their types. */
+ * text with type OID 0 and the server infers their types. Rows become
+ * tables keyed by column name, sharing one metatable per result. */
 #include "db_types.h"
 
 #include <errno.h>
@@ -195,4 +196,72 @@ const char *db_push_param(lua_State *L, int idx, int number)
                luaL_typename(L, idx));
   }
   return lua_tostring(L, -1);
+}
+
+/* ---- rows ---------------------------------------------------------------- */
+
+/* Pushes the column names of res as an array. A name that repeats an
+ * earlier one ("SELECT a.id, b.id") gets "_2", "_3", ... (the first free
+ * one) appended, so that no column is lost from a row; the array shows
+ * the keys as they are. */
+void db_push_columns(lua_State *L, const PGresult *res)
+{
+  int n = PQnfields(res);
+  int i;
+
+  lua_createtable(L, n, 0);
+  lua_createtable(L, 0, n); /* names taken */
+  for (i = 0; i < n; i++) {
+    const char *name = PQfname(res, i);
+
+    lua_pushstring(L, name);
+    if (lua_rawget(L, -2) != LUA_TNIL) {
+      int k;
+
+      lua_pop(L, 1);
+      for (k = 2;; k++) {
+        lua_pushfstring(L, "%s_%d", name, k);
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, -3) == LUA_TNIL) {
+          lua_pop(L, 1);
+          break;
+        }
+        lua_pop(L, 2);
+      }
+    } else {
+      lua_pop(L, 1);
+      lua_pushstring(L, name);
+    }
+    lua_pushvalue(L, -1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -4);
+    lua_rawseti(L, -3, i + 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* Pushes the metatable shared by the rows of one result: __columns gives
+ * json the column order. names is a stack index. */
+void db_push_row_metatable(lua_State *L, int names)
+{
+  lua_createtable(L, 0, 1);
+  lua_pushvalue(L, names);
+  lua_setfield(L, -2, "__columns");
+}
+
+/* Pushes row r of res as a table keyed by the names at stack index names,
+ * with the metatable at stack index mt. */
+void db_push_row(lua_State *L, const PGresult *res, int r, int ncols,
+                     const Oid *types, int names, int mt)
+{
+  int i;
+
+  lua_createtable(L, 0, ncols);
+  for (i = 0; i < ncols; i++) {
+    lua_rawgeti(L, names, i + 1);
+    db_push_value(L, res, r, i, types[i]);
+    lua_rawset(L, -3);
+  }
+  lua_pushvalue(L, mt);
+  lua_setmetatable(L, -2);
 }

@@ -1,6 +1,7 @@
 /* db_types.h: the mapping between PostgreSQL's text format and Lua values,
  * both ways: result columns to Lua by the column's type OID, Lua values
- * to statement parameters (text, type OID 0, so the server infers). */
+ * to statement parameters (text, type OID 0, so the server infers), and
+ * result rows as the tables jobs see. */
 #ifndef JOBHOST_DB_TYPES_H
 #define JOBHOST_DB_TYPES_H
 
@@ -25,5 +26,22 @@ void db_push_value(lua_State *L, const PGresult *res, int row, int col,
  * error naming the parameter for a string holding NUL and for any other
  * type. */
 const char *db_push_param(lua_State *L, int idx, int number);
+
+/* Pushes the column names of res as an array. A name that repeats an
+ * earlier one gets "_2", "_3", ... appended (the first free one), so no
+ * column is lost from a row. Raises only on memory errors. */
+void db_push_columns(lua_State *L, const PGresult *res);
+
+/* Pushes the metatable shared by the rows of one result: its __columns
+ * is the names array at stack index names, which gives json the column
+ * order. */
+void db_push_row_metatable(lua_State *L, int names);
+
+/* Pushes row r of res as a table keyed by the names at stack index
+ * names (ncols of them), the values mapped by types (PQftype of each
+ * column), with the metatable at stack index mt. Raises only on memory
+ * errors. */
+void db_push_row(lua_State *L, const PGresult *res, int r, int ncols,
+                 const Oid *types, int names, int mt);
 
 #endif

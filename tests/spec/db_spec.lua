@@ -358,6 +358,115 @@ describe("rows", function()
     check.eq(one(c, "SELECT 6 AS x").x, 6)
   end)
 
+  -- Whether the connection sits in a transaction or holds a cursor, as
+  -- another session sees it.
+  local function in_transaction(c)
+    local pid = one(c, "SELECT pg_backend_pid() AS pid").pid
+    local a = admin()
+    local state = one(a, "SELECT state FROM pg_stat_activity WHERE pid = $1",
+      pid).state
+    a:close()
+    check.eq(one(c, [[SELECT count(*) AS n FROM pg_cursors
+      WHERE name = 'jobhost_rows']]).n, 0)
+    return state ~= "idle"
+  end
+
+  it("streams across many batches and leaves no transaction open",
+    function()
+      local c = db.connect("")
+      local n, sum = 0, 0
+      for row in c:rows([[SELECT g, repeat('w', g % 300) AS w
+          FROM generate_series(1, 50000) g]]) do
+        n = n + 1
+        sum = sum + row.g + #row.w
+      end
+      check.eq(n, 50000)
+      local expect = 50000 * 50001 // 2
+      for g = 1, 50000 do expect = expect + g % 300 end
+      check.eq(sum, expect)
+      check.eq(in_transaction(c), false)
+      -- The cursor's name is free again, in and out of a transaction.
+      for _ = 1, 2 do
+        local k = 0
+        for _ in c:rows("VALUES (1), (2)") do k = k + 1 end
+        check.eq(k, 2)
+      end
+      local tx <close> = c:begin()
+      for _ = 1, 2 do
+        local k = 0
+        for _ in c:rows("TABLE pg_am") do k = k + 1 end
+        check.truthy(k > 0, "rows of pg_am")
+      end
+      tx:commit()
+    end)
+
+  it("leaves no transaction open after a break or an error", function()
+    local c = db.connect("")
+    for row in c:rows("SELECT generate_series(1, 1000000) AS g") do
+      if row.g == 250 then break end
+    end
+    check.eq(in_transaction(c), false)
+    local seen = 0
+    local err = check.fails(function()
+      for _ in c:rows([[SELECT 1 / (20000 - g) AS x
+          FROM generate_series(1, 30000) g]]) do
+        seen = seen + 1
+      end
+    end, "[22012]")
+    check.eq(err.sqlstate, "22012")
+    check.truthy(seen >= 100 and seen < 20000, "rows before: " .. seen)
+    check.eq(in_transaction(c), false)
+    check.eq(one(c, "SELECT 8 AS x").x, 8)
+  end)
+
+  it("streams what a cursor cannot run, as written", function()
+    local c = db.connect("")
+    c:exec("CREATE TEMP TABLE tw (id int)")
+    local ids = {}
+    for row in c:rows([[WITH ins AS (INSERT INTO tw SELECT g
+        FROM generate_series(1, 3) g RETURNING id) SELECT id FROM ins
+        ORDER BY id]]) do
+      ids[#ids + 1] = row.id
+    end
+    check.eq(ids, {1, 2, 3})
+    ids = {}
+    for row in c:rows("INSERT INTO tw VALUES (4), (5) RETURNING id") do
+      ids[#ids + 1] = row.id
+    end
+    check.eq(ids, {4, 5})
+    for _ in c:rows("SELECT id INTO TEMP tw_copy FROM tw") do
+      error("SELECT INTO gives no rows")
+    end
+    check.eq(one(c, "SELECT count(*) AS n FROM tw_copy").n, 5)
+    local err = check.fails(function()
+      for _ in c:rows("SELECT nope FROM tw") do end
+    end, "[42703]")
+    check.eq(err.position, 8)
+    check.eq(in_transaction(c), false)
+  end)
+
+  it("keeps a job's transaction and its row locks across a stream",
+    function()
+      local c = db.connect("")
+      c:exec("CREATE TEMP TABLE tl (id int)")
+      c:exec("INSERT INTO tl SELECT generate_series(1, 1000)")
+      local tx <close> = c:begin()
+      local n = 0
+      for _ in c:rows("SELECT id FROM tl FOR UPDATE") do n = n + 1 end
+      check.eq(n, 1000)
+      check.eq(one(c, [[SELECT count(*) AS n FROM pg_locks
+        WHERE pid = pg_backend_pid() AND locktype = 'transactionid'
+        AND mode = 'ExclusiveLock']]).n, 1)
+      -- A statement in the middle of a stream ends only the stream.
+      c:exec("INSERT INTO tl VALUES (0)")
+      local next_row, state = c:rows("SELECT id FROM tl ORDER BY id")
+      check.eq(next_row(state).id, 0)
+      c:exec("INSERT INTO tl VALUES (-1)")
+      check.fails(function() next_row(state) end, "stream was closed")
+      tx:commit()
+      check.eq(one(c, "SELECT count(*) AS n FROM tl").n, 1002)
+    end)
+
   it("cancels the stream when the loop body fails", function()
     local c = db.connect("")
     check.fails(function()
