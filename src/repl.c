@@ -25,13 +25,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <editline/readline.h>
 #include <lauxlib.h>
 
 #include "db.h"
 #include "host.h"
 #include "job.h"
 #include "redact.h"
+#include "repl_edit.h"
 
 /* The Lua heap the session may use when JOBHOST_MEMORY_MB does not say.
  * Larger than a job's default: a session accumulates results. */
@@ -675,9 +675,6 @@ static int is_command(const char *line)
  * session in a file-level variable while the prompt is up. */
 static repl *completing;
 
-/* Where a word starts: '.' and ':' belong to it. */
-static const char completion_breaks[] = " \t\n\"'()[]{},;=+-*/%^#<>~&|";
-
 /* libedit's generator: the state-th candidate for text, malloc'd, or
  * NULL after the last. The candidates are computed at state 0 and kept
  * in the registry until the next completion. */
@@ -703,25 +700,6 @@ static char *next_candidate(const char *text, int state)
     found = strdup(lua_tostring(L, -1));
   lua_settop(L, 0);
   return found;
-}
-
-static char **complete_word(const char *text, int start, int end)
-{
-  (void)start;
-  (void)end;
-  rl_attempted_completion_over = 1; /* Lua names, never file names */
-  return rl_completion_matches(text, next_candidate);
-}
-
-/* Sets libedit up for Lua: completion of names, no space added after
- * one (a '.' or '(' usually follows). */
-static void setup_completion(repl *r)
-{
-  completing = r;
-  rl_attempted_completion_function = complete_word;
-  rl_basic_word_break_characters = completion_breaks;
-  rl_completer_word_break_characters = (char *)completion_breaks;
-  rl_completion_append_character = '\0';
 }
 
 /* ---- input --------------------------------------------------------------- */
@@ -769,20 +747,9 @@ static char *history_path(void)
  * space is not kept, as in shells. */
 static void remember(repl *r, const char *input)
 {
-  HIST_ENTRY *last;
-  mode_t old;
-
   if (!r->interactive || input[0] == ' ' || input[0] == '\0')
     return;
-  last = history_get(history_length);
-  if (last && last->line && strcmp(last->line, input) == 0)
-    return;
-  add_history(input);
-  if (!r->history)
-    return;
-  old = umask(077);
-  write_history(r->history);
-  umask(old);
+  repl_edit_remember(input, r->history);
 }
 
 /* Reads one line without its newline: from libedit in a terminal, else
@@ -790,28 +757,18 @@ static void remember(repl *r, const char *input)
  * when Ctrl-C dropped the line being typed. */
 static char *read_line(repl *r, const char *prompt, int *interrupted)
 {
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t len;
+  char *line;
 
   *interrupted = 0;
-  if (r->interactive) {
-    fflush(stdout);
-    line = readline(prompt);
-    if (!line && host_interrupt_requested) {
-      host_interrupt_requested = 0;
-      *interrupted = 1;
-      fputc('\n', stdout);
-    }
-    return line;
+  if (!r->interactive)
+    return repl_edit_plain_line();
+  fflush(stdout);
+  line = repl_edit_readline(prompt);
+  if (!line && host_interrupt_requested) {
+    host_interrupt_requested = 0;
+    *interrupted = 1;
+    fputc('\n', stdout);
   }
-  len = getline(&line, &cap, stdin);
-  if (len < 0) {
-    free(line);
-    return NULL;
-  }
-  while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-    line[--len] = '\0';
   return line;
 }
 
@@ -970,13 +927,10 @@ int repl_main(int argc, char **argv)
     return 1;
   if (r.interactive) {
     r.history = history_path();
-    rl_readline_name = "jobhost";
-    rl_catch_signals = 0;
-    using_history();
-    stifle_history(REPL_HISTORY_MAX);
-    if (r.history)
-      read_history(r.history);
-    setup_completion(&r);
+    completing = &r;
+    if (repl_edit_open(REPL_HISTORY_MAX, r.history, next_candidate) != 0)
+      fputs("jobhost repl: libedit not found; lines are read without "
+            "editing or history\n", stderr);
     catch_interrupts();
     banner(&r, secret);
   }
