@@ -132,7 +132,8 @@ int cli_run(int argc, char **argv)
     } else if (strcmp(a, "--dry-run") == 0) {
       req.dry_run = 1;
     } else if (strcmp(a, "--param") == 0 && i + 1 < argc) {
-      if (nparams == MAX_PARAMS || !strchr(argv[i + 1], '=')) {
+      if (nparams == MAX_PARAMS || !strchr(argv[i + 1], '=') ||
+          argv[i + 1][0] == '=') {
         fprintf(stderr, "jobhost run: --param takes KEY=VALUE\n");
         goto out;
       }

@@ -115,45 +115,88 @@ static void init_columns(lua_State *L)
   lua_pop(L, 1);
 }
 
-/* Pushes the rows of res as db:query returns them. */
-static void push_rows(lua_State *L, const PGresult *res)
-{
-  int nrows = PQntuples(res);
-  int ncols = PQnfields(res);
+/* The rows of a db:query being gathered: the result table and what its
+ * rows share live at fixed stack slots, filled at the first result. */
+typedef struct {
+  int names, mt, out; /* the slots */
+  int started;
+  int ncols;
+  lua_Integer n;
+  Oid *types;
   Oid fixed[64];
-  Oid *types = fixed;
-  int names, mt, out, r, i;
+} query_rows;
 
-  if (ncols > 64)
-    types = (Oid *)lua_newuserdatauv(L, (size_t)ncols * sizeof *types, 0);
-  for (i = 0; i < ncols; i++)
-    types[i] = PQftype(res, i);
-  db_push_columns(L, res);
-  names = lua_gettop(L);
-  db_push_row_metatable(L, names);
-  mt = lua_gettop(L);
-  lua_createtable(L, nrows, 0);
-  out = lua_gettop(L);
-  for (r = 0; r < nrows; r++) {
-    db_push_row(L, res, r, ncols, types, names, mt);
-    lua_rawseti(L, out, r + 1);
+/* Fills the slots from the first result: the column names, the row
+ * metatable, the result table, the types. */
+static void start_rows(lua_State *L, query_rows *q, const PGresult *res)
+{
+  int i;
+
+  q->started = 1;
+  q->ncols = PQnfields(res);
+  if (q->ncols > 64) {
+    q->types = (Oid *)lua_newuserdatauv(L, (size_t)q->ncols *
+                                               sizeof *q->types, 0);
+    lua_replace(L, q->names - 1);
   }
-  mark_result(L, out, names);
+  for (i = 0; i < q->ncols; i++)
+    q->types[i] = PQftype(res, i);
+  db_push_columns(L, res);
+  lua_replace(L, q->names);
+  db_push_row_metatable(L, q->names);
+  lua_replace(L, q->mt);
+  lua_createtable(L, 0, 0);
+  lua_replace(L, q->out);
 }
 
 /* ---- query, exec ---------------------------------------------------------
  * Shared by connections (sql at 2, parameters from 3) and prepared
  * statements (name in the uservalue, parameters from 2). */
 
+/* Appends the row of res to the result (a db_row_fn). */
+static void add_row(lua_State *L, const PGresult *res, void *arg)
+{
+  query_rows *q = arg;
+
+  if (!q->started)
+    start_rows(L, q, res);
+  db_push_row(L, res, 0, q->ncols, q->types, q->names, q->mt);
+  lua_rawseti(L, q->out, ++q->n);
+}
+
+/* db:query: the rows arrive one at a time (single-row mode) and become
+ * Lua tables as they come, so the result is held once, in the Lua heap,
+ * where the run's memory limit counts it; libpq holds one row. The
+ * result table and what it shares are made below the collector's box,
+ * so that they outlive it. */
 static int do_query(lua_State *L, int box_idx, const char *sql,
                     const char *name, int first)
 {
+  int last = lua_gettop(L);
   db_conn *c = db_statement_conn(L, box_idx);
+  query_rows q;
   PGresult *res;
+  ExecStatusType rs;
 
-  db_send_statement(L, c, sql, name, first, lua_gettop(L), 0);
-  res = db_collect(L, c);
-  push_rows(L, res);
+  memset(&q, 0, sizeof q);
+  db_send_statement(L, c, sql, name, first, last, 1);
+  lua_pushnil(L); /* the types' userdata, past 64 columns */
+  lua_pushnil(L);
+  q.names = lua_gettop(L);
+  lua_pushnil(L);
+  q.mt = lua_gettop(L);
+  lua_pushnil(L);
+  q.out = lua_gettop(L);
+  q.types = q.fixed;
+  res = db_collect_rows(L, c, add_row, &q);
+  rs = PQresultStatus(res);
+  if (rs == PGRES_COPY_OUT || rs == PGRES_COPY_IN)
+    return luaL_error(L, "db:query: the statement is a COPY; use "
+                         "db:copy_out or db:copy_in");
+  if (!q.started)
+    start_rows(L, &q, res);
+  mark_result(L, q.out, q.names);
+  lua_pushvalue(L, q.out);
   return 1;
 }
 

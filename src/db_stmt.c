@@ -298,7 +298,14 @@ void db_send_statement(lua_State *L, db_conn *c, const char *sql,
  * the statement's error. Returns the result (owned by the box). */
 PGresult *db_collect(lua_State *L, db_conn *c)
 {
+  return db_collect_rows(L, c, NULL, NULL);
+}
+
+PGresult *db_collect_rows(lua_State *L, db_conn *c, db_row_fn *each,
+                          void *arg)
+{
   db_result *box = db_push_result(L);
+  int at = lua_gettop(L);
   db_limits limits = db_run_limits(L);
   ExecStatusType rs;
 
@@ -320,6 +327,10 @@ PGresult *db_collect(lua_State *L, db_conn *c)
     box->res = res;
     if (rs == PGRES_COPY_OUT || rs == PGRES_COPY_IN)
       return res;
+    if (rs == PGRES_SINGLE_TUPLE && each) {
+      each(L, res, arg);
+      lua_settop(L, at);
+    }
   }
   if (!box->res)
     db_raise_status(L, c, DB_LOST);

@@ -96,6 +96,16 @@ void db_send_statement(lua_State *L, db_conn *c, const char *sql,
  * Raises the statement's error. Returns the result (the box owns it). */
 PGresult *db_collect(lua_State *L, db_conn *c);
 
+/* Called by db_collect_rows with each row of a statement sent in
+ * single-row mode (res holds the one row, and stays the box's). It may
+ * push values; the stack is set back after it. It may raise. */
+typedef void db_row_fn(lua_State *L, const PGresult *res, void *arg);
+
+/* db_collect for a statement sent in single-row mode: each row's result
+ * goes to each before the next is read, so only one row is held. */
+PGresult *db_collect_rows(lua_State *L, db_conn *c, db_row_fn *each,
+                          void *arg);
+
 /* Runs a statement of the binding's own (BEGIN, SAVEPOINT, ...) to its
  * end, raising its error; the stack is left as it was. Returns whether
  * the command tag equals tag (1 when tag is NULL). */

@@ -471,6 +471,51 @@ static void remove_fields(lua_State *L, const char *lib,
   lua_pop(L, 1);
 }
 
+#define STDOUT_REFUSED                                                   \
+  "jobs cannot write to stdout or stderr, which carry the run's result and " \
+  "log: use ctx.log or print, which log a record with secrets hidden; "     \
+  "write files with io.open"
+
+static int refuse_stdout(lua_State *L)
+{
+  return luaL_error(L, "%s", STDOUT_REFUSED);
+}
+
+/* The standard streams of io, put away: io.write, io.output, io.stdout
+ * and io.stderr would write around the log sink, unredacted, into the
+ * result's stdout or Lambda's log. Calling the functions or using the
+ * handles raises a message that says what to use; the originals wait in
+ * the registry at HOST_IO_KEY for the REPL. */
+static void guard_stdout(lua_State *L)
+{
+  static const char *const names[] = {"write", "output", "stdout", "stderr",
+                                      NULL};
+  int i;
+
+  lua_getglobal(L, LUA_IOLIBNAME);
+  lua_createtable(L, 0, 4);
+  for (i = 0; names[i]; i++) {
+    lua_getfield(L, -2, names[i]);
+    lua_setfield(L, -2, names[i]);
+  }
+  lua_setfield(L, LUA_REGISTRYINDEX, HOST_IO_KEY);
+
+  lua_pushcfunction(L, refuse_stdout);
+  lua_setfield(L, -2, "write");
+  lua_pushcfunction(L, refuse_stdout);
+  lua_setfield(L, -2, "output");
+  /* A stand-in handle: any method or field raises. */
+  lua_createtable(L, 0, 0);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, refuse_stdout);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "stdout");
+  lua_setfield(L, -2, "stderr");
+  lua_pop(L, 1);
+}
+
 /* require "cjson": lua-cjson's module with its encode and decode made
  * exact (they are the json module's), because lua-cjson 2.1.0 decodes
  * 5432 as 5432.0 and writes int64 values with 14 digits; a job written
@@ -514,6 +559,7 @@ static int open_sandbox(lua_State *L)
   }
   remove_fields(L, LUA_OSLIBNAME, os_out);
   remove_fields(L, LUA_IOLIBNAME, io_out);
+  guard_stdout(L);
   remove_fields(L, LUA_LOADLIBNAME, pkg_out);
 
   /* debug could remove the deadline hook: only traceback stays. */

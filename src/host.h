@@ -45,6 +45,11 @@ typedef struct {
  * stdout. The REPL restores the original from here. */
 #define HOST_PRINT_KEY "jobhost.print"
 
+/* Where host_open keeps io's own write, output, stdout and stderr (a
+ * table in the registry): a state's io refuses them, since they would
+ * write around the log and its redaction. The REPL puts them back. */
+#define HOST_IO_KEY "jobhost.io"
+
 /* Set from a signal handler to interrupt whatever Lua runs now: the hook
  * and the database wait loops poll it. */
 extern volatile sig_atomic_t host_interrupt_requested;

@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,7 @@ static int load_spec(lua_State *L, const char *dir, const char *name,
 {
   char path[4096];
   int status;
+  int top = lua_gettop(L);
 
   *kind = "Job.Invalid";
   if (!job_name_valid(name) ||
@@ -107,8 +109,11 @@ static int load_spec(lua_State *L, const char *dir, const char *name,
     return -1;
   }
   if (status != LUA_OK || host_pcall(L, 0, 1) != LUA_OK) {
-    snprintf(err, errlen, "%s", job_tostring(L, -1));
-    lua_pop(L, 2);
+    if (lua_type(L, -1) == LUA_TSTRING)
+      snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    else
+      snprintf(err, errlen, "%s: %s", path, job_error_text(L, -1));
+    lua_settop(L, top);
     return -1;
   }
   if (!lua_istable(L, -1)) {
@@ -132,14 +137,77 @@ static const char *lua_type_word(int type)
   return "a value";
 }
 
+/* Checks a number of the spec (at the top of the stack): finite, above
+ * 0, at most max, whole when integral is set. Returns 0, or -1 with err. */
+static int check_spec_number(lua_State *L, const char *dir, const char *name,
+                             const char *key, double max, int integral,
+                             char *err, size_t errlen)
+{
+  double v = (double)lua_tonumber(L, -1);
+
+  if (!isfinite(v) || v <= 0 || v > max) {
+    snprintf(err, errlen, "%s/%s.lua: \"%s\" must be greater than 0 and at "
+             "most %.0f%s", dir, name, key, max,
+             strcmp(key, "timeout") == 0 ? " (seconds)" : " (MiB)");
+    return -1;
+  }
+  if (integral && v != floor(v)) {
+    snprintf(err, errlen, "%s/%s.lua: \"%s\" must be a whole number of "
+             "MiB", dir, name, key);
+    return -1;
+  }
+  return 0;
+}
+
+/* Checks the default params (at the top of the stack): values an event
+ * can override and a result or a log can show, so no functions,
+ * coroutines or userdata other than the null value. */
+static int check_spec_params(lua_State *L, const char *dir, const char *name,
+                             char *err, size_t errlen)
+{
+  int params = lua_gettop(L);
+
+  if (lua_getmetatable(L, params)) {
+    lua_settop(L, params);
+    snprintf(err, errlen, "%s/%s.lua: \"params\" must be a plain table, "
+             "without a metatable", dir, name);
+    return -1;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, params)) {
+    int t = lua_type(L, -1);
+
+    if (t == LUA_TFUNCTION || t == LUA_TTHREAD ||
+        (t == LUA_TUSERDATA) || (t == LUA_TLIGHTUSERDATA &&
+                                 !json_is_null(L, -1))) {
+      lua_pop(L, 1);
+      snprintf(err, errlen, "%s/%s.lua: param \"%s\" is %s; a param's "
+               "default must be a string, number, boolean, table or null",
+               dir, name, job_tostring(L, -1), lua_type_word(t));
+      lua_settop(L, params);
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 /* Checks the spec at the top of the stack. Returns 0, or -1 with err
- * naming the file and the key. */
+ * naming the file and the key. The spec is read raw: a table with a
+ * metatable is refused first, so no metamethod of the job's runs while
+ * the host reads it. */
 static int validate_spec(lua_State *L, const char *dir, const char *name,
                          char *err, size_t errlen)
 {
   int spec = lua_gettop(L);
   const spec_key *k;
 
+  if (lua_getmetatable(L, spec)) {
+    lua_settop(L, spec);
+    snprintf(err, errlen, "%s/%s.lua: the job's spec must be a plain "
+             "table, without a metatable", dir, name);
+    return -1;
+  }
   lua_pushnil(L);
   while (lua_next(L, spec)) {
     lua_pop(L, 1);
@@ -158,28 +226,41 @@ static int validate_spec(lua_State *L, const char *dir, const char *name,
     }
   }
   for (k = spec_keys; k->key; k++) {
-    int t = lua_getfield(L, spec, k->key);
+    int t;
+    int bad = 0;
+
+    lua_pushstring(L, k->key);
+    t = lua_rawget(L, spec);
     if ((t == LUA_TNIL && k->required) || (t != LUA_TNIL && t != k->type)) {
       snprintf(err, errlen, "%s/%s.lua: \"%s\" must be %s, not %s", dir,
                name, k->key, lua_type_word(k->type),
                t == LUA_TNIL ? "missing" : luaL_typename(L, -1));
-      lua_settop(L, spec);
-      return -1;
-    }
-    if (t == LUA_TNUMBER && lua_tonumber(L, -1) <= 0) {
-      snprintf(err, errlen, "%s/%s.lua: \"%s\" must be greater than 0",
-               dir, name, k->key);
-      lua_settop(L, spec);
-      return -1;
-    }
-    if (t == LUA_TSTRING && strcmp(k->key, "schedule") == 0) {
+      bad = 1;
+    } else if (t == LUA_TNUMBER) {
+      int memory = strcmp(k->key, "memory") == 0;
+
+      bad = check_spec_number(L, dir, name, k->key,
+                              memory ? JOB_MAX_MEMORY_MB : JOB_MAX_TIMEOUT_S,
+                              memory, err, errlen) != 0;
+    } else if (t == LUA_TTABLE) {
+      bad = check_spec_params(L, dir, name, err, errlen) != 0;
+    } else if (t == LUA_TSTRING && strcmp(k->key, "database") == 0 &&
+               lua_rawlen(L, -1) == 0) {
+      snprintf(err, errlen, "%s/%s.lua: \"database\" is empty: name a "
+               "secret or a connection string, or leave it out", dir, name);
+      bad = 1;
+    } else if (t == LUA_TSTRING && strcmp(k->key, "schedule") == 0) {
       char why[512];
+
       if (schedule_validate(lua_tostring(L, -1), why, sizeof why) != 0) {
         snprintf(err, errlen, "%s/%s.lua: invalid schedule \"%s\": %s", dir,
                  name, lua_tostring(L, -1), why);
-        lua_settop(L, spec);
-        return -1;
+        bad = 1;
       }
+    }
+    if (bad) {
+      lua_settop(L, spec);
+      return -1;
     }
     lua_pop(L, 1);
   }
@@ -437,10 +518,19 @@ check:
                           ? " (give tables in the event's params)"
                           : "";
     const char *type = luaL_typename(L, -1);
-    const char *text = luaL_tolstring(L, -1, NULL);
-    luaL_error(L, "param \"%s\" must be %s like its default, not %s \"%s\"%s",
+    const char *text;
+
+    /* A table from the event reads as the JSON it came as. */
+    if (lua_istable(L, -1)) {
+      text = job_error_text(L, -1);
+      type = "a table";
+    } else {
+      text = luaL_tolstring(L, -1, NULL);
+    }
+    luaL_error(L, "param \"%s\" must be %s like its default, not %s %s%s%s%s",
                key, lua_isinteger(L, def) ? "an integer" : lua_type_word(want),
-               type, text, how);
+               type, lua_istable(L, -2) ? "" : "\"", text,
+               lua_istable(L, -2) ? "" : "\"", how);
   }
 }
 

@@ -15,6 +15,11 @@
  * limit in MiB (JOBHOST_MEMORY_MB overrides the default). */
 #define JOB_DEFAULT_TIMEOUT_S 300
 #define JOB_DEFAULT_MEMORY_MB 256
+/* The largest timeout (s) and heap limit (MiB) a spec may ask for: a day
+ * for local runs (Lambda's own ceiling is 900 s, which check warns of),
+ * and 64 GiB. */
+#define JOB_MAX_TIMEOUT_S 86400
+#define JOB_MAX_MEMORY_MB 65536
 
 /* What to run. Everything but name may be NULL or 0. */
 typedef struct {

@@ -106,6 +106,21 @@ static const char *error_table_text(lua_State *L)
   return job_tostring(L, top);
 }
 
+const char *job_error_text(lua_State *L, int idx)
+{
+  int base;
+
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) != LUA_TTABLE)
+    return job_tostring(L, idx);
+  base = lua_gettop(L);
+  lua_pushvalue(L, idx);
+  error_table_text(L);
+  lua_copy(L, -1, base + 1);
+  lua_settop(L, base + 1);
+  return lua_tostring(L, -1);
+}
+
 void job_outcome_from_error(lua_State *L, job_outcome *out)
 {
   host_run *run = host_get(L);

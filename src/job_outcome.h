@@ -12,6 +12,12 @@
  * process down. Pushes one string and returns it. */
 const char *job_tostring(lua_State *L, int idx);
 
+/* The text of an error value at idx, as a run's failure shows it: an
+ * error table's __tostring, else its "message", else the table as JSON;
+ * any other value through job_tostring. Pushes one string and returns
+ * it. */
+const char *job_error_text(lua_State *L, int idx);
+
 /* Fills out from the error value on top of the stack (left there): its
  * type ("Job.Error" unless an error object says otherwise), message and
  * stack trace; a stopped run (host_run.stop) gives Job.Timeout,

@@ -10,6 +10,9 @@
 
 #define REDACT_MARK "[redacted]"
 #define REDACT_MAX 256
+/* Escaped forms registered beside a value: as a JSON string, as a JSON
+ * string inside a JSON string, and once more. */
+#define REDACT_ESCAPE_LEVELS 3
 
 static struct {
   char *value;
@@ -88,15 +91,25 @@ static char *json_escaped(const char *value, size_t len, size_t *outlen)
 
 void redact_add(const char *value, size_t len)
 {
-  size_t elen;
-  char *escaped;
+  char *form = NULL;
+  int level;
 
   add_form(value, len);
-  escaped = value ? json_escaped(value, len, &elen) : NULL;
-  if (escaped) {
-    add_form(escaped, elen);
-    free(escaped);
+  /* A job may encode a value itself (json.encode(ctx.secret(id))) and
+   * return that text, which the result escapes once more: each level of
+   * escaping, up to REDACT_ESCAPE_LEVELS, is a form of its own. */
+  for (level = 0; value && level < REDACT_ESCAPE_LEVELS; level++) {
+    size_t elen;
+    char *escaped = json_escaped(form ? form : value, len, &elen);
+
+    free(form);
+    form = escaped;
+    if (!form)
+      break;
+    len = elen;
+    add_form(form, len);
   }
+  free(form);
 }
 
 int redact_active(void)

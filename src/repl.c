@@ -260,9 +260,18 @@ static int setup_state(lua_State *L)
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
 
-  /* At the prompt, print prints. */
+  /* At the prompt, print prints and io writes to the terminal. */
   lua_getfield(L, LUA_REGISTRYINDEX, HOST_PRINT_KEY);
   lua_setglobal(L, "print");
+  lua_getglobal(L, "io");
+  lua_getfield(L, LUA_REGISTRYINDEX, HOST_IO_KEY);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_settable(L, -5);
+  }
+  lua_pop(L, 2);
 
   lua_getglobal(L, "package");
   lua_pushfstring(L, "%s/?.lua;", r->jobs_dir);

@@ -1,8 +1,12 @@
 """The db binding through the real binary: server notices become log
 records on stderr and nothing else reaches it raw; a role's
 statement_timeout is a named failure of the run, never swallowed; a
-streamed result larger than any buffer leaves the run's memory alone."""
+streamed result larger than any buffer leaves the run's memory alone,
+and a query's result counts against the run's heap limit."""
 import json
+import os
+import subprocess
+import sys
 
 import jhtest
 
@@ -90,6 +94,40 @@ end }""")
         self.assertEqual(body, {"rows": 200000, "copied": 200000,
                                 "bytes": 200000 * 1000 * 2 + 200000,
                                 "first": 1, "after": 1})
+
+    def test_a_query_bigger_than_the_heap_limit_fails_without_holding_it(
+            self):
+        """db:query gathers its rows in the Lua heap as they arrive, so
+        the run's memory limit bounds it: 500 MB of rows against a 32 MiB
+        heap fail as Runtime.OutOfMemory long before the process holds
+        the result, and the connection is ready for the next run."""
+        self.write_job("bigquery", """
+return { run = function(ctx)
+  local rows = ctx.db:query([[SELECT g, repeat('q', 1000) AS pad
+      FROM generate_series(1, 500000) g]])
+  return { rows = #rows }
+end }""")
+        # Peak RSS of the run alone, measured by a small parent of its
+        # own; with no sanitizer quarantine RSS means the same in both
+        # builds.
+        env = self.env(JOBHOST_MEMORY_MB=32, ASAN_OPTIONS=":".join(filter(
+            None, [os.environ.get("ASAN_OPTIONS"), "quarantine_size_mb=0",
+                   "thread_local_quarantine_size_kb=0"])))
+        probe = subprocess.run(
+            [sys.executable, "-c", "import resource, subprocess, sys\n"
+             "p = subprocess.run(sys.argv[1:], capture_output=True, "
+             "text=True)\n"
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN)"
+             ".ru_maxrss)\n"
+             "print(p.returncode)\nprint(p.stdout)",
+             jhtest.BIN, "run", "bigquery"],
+            capture_output=True, text=True, env=env, timeout=120)
+        self.record(probe.stdout, probe.stderr)
+        rss_kb, code, body = probe.stdout.split("\n", 2)
+        self.assertEqual(int(code), 1)
+        self.assertEqual(json.loads(body)["errorType"],
+                         "Runtime.OutOfMemory")
+        self.assertLess(int(rss_kb), 250 * 1024, "peak RSS %s kB" % rss_kb)
 
 
 if __name__ == "__main__":

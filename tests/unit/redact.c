@@ -45,6 +45,10 @@ int main(void)
   expect("{\"p\":\"p@ss word/'\\\\#\"}", "{\"p\":\"[redacted]\"}");
   expect("raw p@ss word/'\\# here", "raw [redacted] here");
   expect("x=\"ab\\\"cd\\tef\"", "x=\"[redacted]\"");
+  /* Inside a JSON text that a result encodes again: escaped twice. */
+  expect("{\"e\":\"{\\\"p\\\":\\\"p@ss word/'\\\\\\\\#\\\"}\"}",
+         "{\"e\":\"{\\\"p\\\":\\\"[redacted]\\\"}\"}");
+  expect("ab\\\\\\\"cd\\\\tef", "[redacted]");
   printf("%d passed, %d failed\n", checks - failures, failures);
   return failures ? 1 : 0;
 }
