@@ -22,9 +22,9 @@
 -- nothing), at most M.row_limit rows and M.cell_width characters a cell.
 -- Other values are shown as JSON-like text: strings quoted, tables with
 -- their keys sorted (a row keeps its column order), nested tables on
--- lines of their own when they do not fit on one. A key that names a
--- password, secret or token has its value shown as "***", so a secret
--- printed by mistake stays off the screen.
+-- lines of their own when they do not fit on one. A key or a column
+-- that names a password, secret or token has its value shown as "***",
+-- so a secret printed by mistake stays off the screen.
 local json = require "json"
 
 local M = {}
@@ -180,6 +180,15 @@ local function count_text(n)
   return n == 1 and "(1 row)" or string.format("(%d rows)", n)
 end
 
+local function is_sensitive(key)
+  if type(key) ~= "string" then
+    return false
+  end
+  local k = key:lower()
+  return k:find("password", 1, true) or k:find("secret", 1, true)
+    or k:find("token", 1, true) or k == "passwd" or k == "pwd"
+end
+
 function M.rows(result)
   local columns = result.columns
   local n = #result
@@ -198,6 +207,9 @@ function M.rows(result)
       local v = row[name]
       if v == nil or is_null(v) then
         line[c] = M.null_text
+      elseif is_sensitive(name) then
+        numeric[c] = false
+        line[c] = "***"
       else
         numeric[c] = numeric[c] and type(v) == "number"
         line[c] = cell_text(v)
@@ -239,15 +251,6 @@ function M.rows(result)
 end
 
 -- ---- other values ----------------------------------------------------------
-
-local function is_sensitive(key)
-  if type(key) ~= "string" then
-    return false
-  end
-  local k = key:lower()
-  return k:find("password", 1, true) or k:find("secret", 1, true)
-    or k:find("token", 1, true) or k == "passwd" or k == "pwd"
-end
 
 local function key_order(a, b)
   local ta, tb = type(a), type(b)

@@ -11,9 +11,11 @@
 #include <libpq-fe.h>
 #include <lua.h>
 
+#include "clock.h"
 #include "db.h"
 #include "job.h"
 #include "log.h"
+#include "schedule.h"
 
 #define MAX_PARAMS 64
 /* The longest a Lambda function may run. */
@@ -196,6 +198,23 @@ out:
   return rc;
 }
 
+/* Warns of a schedule (in the spec on top of the stack) that EventBridge
+ * accepts but that fires no more from now on: the rule would never run
+ * the job. */
+static void warn_if_never_fires(lua_State *L)
+{
+  schedule s;
+  int64_t now = clock_now_ms() / 1000, fire;
+  char err[SCHEDULE_ERR_MAX];
+
+  if (lua_getfield(L, -1, "schedule") == LUA_TSTRING &&
+      schedule_parse(lua_tostring(L, -1), &s, err, sizeof err) == 0 &&
+      !schedule_next(&s, now, &fire))
+    printf("  warning: schedule %s never fires from now on: %s\n",
+           lua_tostring(L, -1), schedule_end_reason(&s, now));
+  lua_pop(L, 1);
+}
+
 int cli_check(int argc, char **argv)
 {
   const char *dir = NULL;
@@ -250,6 +269,8 @@ int cli_check(int argc, char **argv)
         printf("  warning: timeout %g s is over Lambda's %d s ceiling; on "
                "Lambda the function's timeout ends the run first\n",
                lua_tonumber(L, -1), LAMBDA_MAX_TIMEOUT_S);
+      lua_pop(L, 1);
+      warn_if_never_fires(L);
       job_spec_close(L);
     } else {
       printf("INVALID %s\n  %s\n", names[i], err);

@@ -580,8 +580,14 @@ int crontab_convert(const char *line, const char *zone, int64_t ref,
     char base[16], now[16], drift_text[48];
     int32_t drift = offsets[i] - offsets[0];
     int32_t size = drift < 0 ? -drift : drift;
+    int alt_ok;
 
     if (drift == 0)
+      continue;
+    /* A rule whose UTC times are the same at the other offset (every
+     * hour, every five minutes) does not drift at all. */
+    alt_ok = build(&parsed, offsets[i], alt, sizeof alt, why, sizeof why) == 0;
+    if (alt_ok && strcmp(alt, out->expr) == 0)
       continue;
     schedule_offset_format(offsets[0], base, sizeof base);
     schedule_offset_format(offsets[i], now, sizeof now);
@@ -602,7 +608,7 @@ int crontab_convert(const char *line, const char *zone, int64_t ref,
            "time",
            zone, base, from, until, now, drift_text,
            drift > 0 ? "later" : "earlier");
-    if (build(&parsed, offsets[i], alt, sizeof alt, why, sizeof why) == 0)
+    if (alt_ok)
       append(out->warning, sizeof out->warning, "; %s keeps them then\n", alt);
     else
       append(out->warning, sizeof out->warning, "; at that offset: %s\n", why);

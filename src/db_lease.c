@@ -164,9 +164,36 @@ static int conninfo_gc(lua_State *L)
   return 0;
 }
 
+/* The option libpq's parse error names, when it names an unknown option
+ * (`invalid connection option "bogus"`, `invalid URI query parameter:
+ * "bogus"`) and that looks like an option's name: copied to out, else
+ * out is empty. Other parse errors quote pieces of the string, which may
+ * be a password, and are never shown. */
+static void unknown_option(const char *msg, char *out, size_t outlen)
+{
+  static const char *const forms[] = {"invalid connection option \"",
+                                      "invalid URI query parameter: \"",
+                                      NULL};
+  size_t i, n;
+
+  out[0] = '\0';
+  for (i = 0; msg && forms[i]; i++) {
+    const char *name;
+
+    if (strncmp(msg, forms[i], strlen(forms[i])) != 0)
+      continue;
+    name = msg + strlen(forms[i]);
+    n = strspn(name, "abcdefghijklmnopqrstuvwxyz"
+                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+    if (n > 0 && n < outlen && n <= 64 && name[n] == '"')
+      snprintf(out, outlen, "%.*s", (int)n, name);
+    return;
+  }
+}
+
 /* Parses a connection string into a box on the stack. libpq's parse
  * errors quote pieces of the string, which may be a password: the error
- * raised says only that it did not parse. */
+ * raised says only that it did not parse, or which option is unknown. */
 static PQconninfoOption *push_conninfo(lua_State *L, const char *target)
 {
   PQconninfoOption **box =
@@ -180,14 +207,24 @@ static PQconninfoOption *push_conninfo(lua_State *L, const char *target)
   }
   lua_setmetatable(L, -2);
   *box = PQconninfoParse(target, &msg);
-  if (msg)
-    PQfreemem(msg);
   if (!*box) {
-    host_push_error(L, "Database.ConnectionError",
-                    "invalid connection string (it does not parse as "
-                    "key=value pairs or a postgresql:// URI)");
+    char option[72];
+
+    unknown_option(msg, option, sizeof option);
+    if (msg)
+      PQfreemem(msg);
+    if (option[0])
+      lua_pushfstring(L, "invalid connection string: unknown option "
+                         "\"%s\" (libpq's keywords: host, port, dbname, "
+                         "user, password, sslmode, ...)", option);
+    else
+      lua_pushliteral(L, "invalid connection string (it does not parse as "
+                         "key=value pairs or a postgresql:// URI)");
+    host_push_error(L, "Database.ConnectionError", lua_tostring(L, -1));
     lua_error(L);
   }
+  if (msg)
+    PQfreemem(msg);
   return *box;
 }
 

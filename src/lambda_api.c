@@ -10,7 +10,8 @@
  * Failures: a call that got no answer at all (connection refused or
  * reset) is retried a few times over about a second, then is fatal. An
  * answer is never retried: 5xx means the environment is broken and the
- * process must exit; any other 4xx is logged and the loop goes on. */
+ * process must exit; any other 4xx is logged and the loop goes on, but
+ * `next` refused API_REFUSED_NEXT_LIMIT times in a row is fatal too. */
 #include "lambda_api.h"
 
 #include <errno.h>
@@ -35,6 +36,10 @@
  * refusing API is not hammered. */
 #define API_REFUSED_FIRST_PAUSE_MS 10
 #define API_REFUSED_MAX_PAUSE_MS 1000
+/* `next` refused this many times in a row (about 4 s of pauses) means
+ * the runtime will never be given work here: it exits, and Lambda starts
+ * a new environment, instead of logging a refusal a second forever. */
+#define API_REFUSED_NEXT_LIMIT 10
 /* How much of an API error body goes into the log. */
 #define API_LOG_BODY 300
 
@@ -43,6 +48,7 @@ struct lambda_api {
   char base[256]; /* "http://HOST:PORT/2018-06-01/runtime" */
   const volatile sig_atomic_t *cancel;
   long refused_pause; /* the next pause after a refused `next` */
+  int refused;        /* `next` refusals in a row */
 };
 
 lambda_api *lambda_api_new(const char *host_port,
@@ -207,7 +213,12 @@ lambda_api_status lambda_api_next(lambda_api *api, lambda_invocation *inv)
     return LAMBDA_API_FATAL;
 
   status = judge(&resp, "next");
-  if (status == LAMBDA_API_REJECTED) {
+  if (status == LAMBDA_API_REJECTED &&
+      ++api->refused >= API_REFUSED_NEXT_LIMIT) {
+    log_emit(LOG_FATAL, "runtime api keeps refusing next: exiting",
+             (log_field[]){LOG_I("refusals", api->refused)}, 1);
+    status = LAMBDA_API_FATAL;
+  } else if (status == LAMBDA_API_REJECTED) {
     pause_ms(api, api->refused_pause);
     if (api->refused_pause < API_REFUSED_MAX_PAUSE_MS)
       api->refused_pause *= 2;
@@ -215,6 +226,7 @@ lambda_api_status lambda_api_next(lambda_api *api, lambda_invocation *inv)
   if (status != LAMBDA_API_OK)
     goto out;
   api->refused_pause = API_REFUSED_FIRST_PAUSE_MS;
+  api->refused = 0;
   inv->request_id = header_copy(&resp, "Lambda-Runtime-Aws-Request-Id");
   if (!inv->request_id) {
     log_emit(LOG_ERROR, "invocation without a request id: skipped", NULL,

@@ -882,6 +882,19 @@ int schedule_next(const schedule *s, int64_t from, int64_t *fire)
   return cron_next(s, t, fire);
 }
 
+const char *schedule_end_reason(const schedule *s, int64_t from)
+{
+  schedule_civil at;
+
+  if (s->kind == SCHEDULE_RATE)
+    return "its next fire would be after the year 9999";
+  schedule_civil_of(from, 0, &at);
+  if (next_year(s, at.year) < 0)
+    return "the year field has run out";
+  return "no date left in the years it names matches its day-of-month, "
+         "month and day-of-week fields, as with 31 February";
+}
+
 size_t schedule_fires(const schedule *s, int64_t from, int64_t *out, size_t n)
 {
   size_t count = 0;

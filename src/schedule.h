@@ -75,6 +75,10 @@ int schedule_validate(const char *expr, char *err, size_t errlen);
  * For rate() it is the first fire of a rule created at `from`. */
 int schedule_next(const schedule *s, int64_t from, int64_t *fire);
 
+/* Why s fires no more at or after `from` (when schedule_next found
+ * none): a static phrase such as "the year field has run out". */
+const char *schedule_end_reason(const schedule *s, int64_t from);
+
 /* Writes up to n fire times of a rule whose start instant is `from` into
  * out, in order: for cron() those at or after `from`, for rate() `from`
  * plus 1, 2, ... intervals. Returns how many were written (fewer than n

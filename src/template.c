@@ -30,6 +30,7 @@
  * beyond JSON's own. */
 #include "template.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -383,10 +384,31 @@ typedef struct {
   size_t n_secrets;
 } plan;
 
-/* The secretsmanager:GetSecretValue statement: an ARN as given; a plain
- * id as the ARN pattern of a secret of that name in the stack's account
- * and region. AWS appends a hyphen and six random characters to every
- * secret's ARN, hence the "-??????". */
+/* Whether a secret ARN ends in the hyphen and six characters that AWS
+ * appends to every secret's name (a complete ARN); a partial ARN (one
+ * that stops at the name) does not. As Secrets Manager itself does, a
+ * name that ends in a hyphen and six characters reads as complete. */
+static int arn_is_complete(const char *arn)
+{
+  const char *name = strstr(arn, ":secret:");
+  size_t len, i;
+
+  if (!name)
+    return 1;
+  name += strlen(":secret:");
+  len = strlen(name);
+  if (len < 7 || name[len - 7] != '-')
+    return 0;
+  for (i = len - 6; i < len; i++)
+    if (!isalnum((unsigned char)name[i]))
+      return 0;
+  return 1;
+}
+
+/* The secretsmanager:GetSecretValue statement: a complete ARN as given;
+ * a partial ARN, and a plain id as the ARN of a secret of that name in
+ * the stack's account and region, with "-??????" for the hyphen and six
+ * random characters AWS appends to every secret's ARN. */
 static void write_secrets_statement(jw *w, const plan *p)
 {
   char arn[1024];
@@ -398,8 +420,12 @@ static void write_secrets_statement(jw *w, const plan *p)
   jw_str(w, "Action", "secretsmanager:GetSecretValue");
   jw_arr(w, "Resource");
   for (i = 0; i < p->n_secrets; i++) {
-    if (strncmp(p->secrets[i], "arn:", 4) == 0) {
+    if (strncmp(p->secrets[i], "arn:", 4) == 0 &&
+        arn_is_complete(p->secrets[i])) {
       jw_str(w, NULL, p->secrets[i]);
+    } else if (strncmp(p->secrets[i], "arn:", 4) == 0) {
+      snprintf(arn, sizeof arn, "%s-??????", p->secrets[i]);
+      jw_str(w, NULL, arn);
     } else {
       snprintf(arn, sizeof arn,
                "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:"

@@ -754,6 +754,23 @@ class RuntimeApiTest(LambdaCase):
         self.assertEqual(proc.wait(10), 1)
         self.assertIn("status=500", self.log(proc))
 
+    def test_next_refused_again_and_again_exits(self):
+        """An API that answers `next` with a 4xx every time will never
+        give the runtime work: after ten refusals in a row it exits
+        instead of logging a refusal a second forever; refusals with
+        events between them do not add up."""
+        api, proc = self.start()
+        for _ in range(12):
+            api.push_status(404)
+            api.push_status(403)
+            self.assert_ok(api, self.invoke(api, {"job": "hello"}))
+        for _ in range(10):
+            api.push_status(404)
+        self.assertEqual(proc.wait(30), 1)
+        log = self.log(proc)
+        self.assertIn("runtime api keeps refusing next: exiting", log)
+        self.assertIn("refusals=10", log)
+
     def test_500_on_a_post_exits(self):
         api, proc = self.start()
         self.invoke(api, {"job": "hello"}, post_status=500)

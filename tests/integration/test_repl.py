@@ -135,6 +135,16 @@ class QueryTableTest(ReplCase):
                          " 333 |       |  -1.0\n"
                          "(3 rows)\n")
 
+    def test_a_column_named_like_a_secret_is_hidden_in_a_table(self):
+        proc = self.repl("sql [[SELECT 'alice' AS usename, 'hunter2x' AS"
+                         " password, 'tok-123456' AS api_token]]\n")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout,
+                         " usename | password | api_token\n"
+                         "---------+----------+-----------\n"
+                         " alice   | ***      | ***\n"
+                         "(1 row)\n")
+
     def test_null_differs_from_an_empty_string(self):
         proc = self.repl("sql \"SELECT NULL::text AS a, '' AS b\"\n")
         lines = proc.stdout.splitlines()

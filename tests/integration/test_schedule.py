@@ -129,6 +129,17 @@ class ScheduleCommand(unittest.TestCase):
         self.assertEqual(proc.stdout, "")
         self.assertIn("no fire time at or after 2025-06-01T00:00:00Z",
                       proc.stderr)
+        self.assertIn("the year field has run out", proc.stderr)
+
+    def test_schedule_that_never_fires_says_why(self):
+        proc = schedule("cron(0 0 31 2 ? *)")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout, "")
+        self.assertIn("as with 31 February", proc.stderr)
+        self.assertNotIn("year field", proc.stderr)
+        proc = schedule("rate(999999999 days)")
+        self.assertEqual(proc.stdout, "")
+        self.assertIn("after the year 9999", proc.stderr)
 
     def test_invalid_expression_names_the_rule(self):
         for expr, reason in [
@@ -279,6 +290,18 @@ class JobSchedule(unittest.TestCase):
         self.assertIn("weekly.lua", out)
         self.assertIn("exactly one of the two must be '?'", out)
         self.assertNotIn("daily.lua", out)
+
+    def test_check_warns_of_a_schedule_that_never_fires(self):
+        self.write_job("feb31", '  schedule = "cron(0 0 31 2 ? *)",\n')
+        self.write_job("old", '  schedule = "cron(0 0 ? * MON 2020)",\n')
+        proc = subprocess.run([BIN, "check", "--jobs", self.jobs],
+                              capture_output=True, text=True, timeout=60,
+                              env=self.env)
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        self.assertIn("warning: schedule cron(0 0 31 2 ? *) never fires "
+                      "from now on", proc.stdout)
+        self.assertIn("warning: schedule cron(0 0 ? * MON 2020) never fires"
+                      " from now on: the year field has run out", proc.stdout)
 
     def test_shipped_jobs_have_valid_schedules(self):
         jobs = os.path.join(SOURCE, "jobs")

@@ -231,6 +231,16 @@ class TemplateCase(jhtest.Case):
         proc = self.template("--secret", "host=x dbname=y", expect_ok=False)
         self.assertEqual(proc.returncode, 2)
 
+    def test_a_partial_secret_arn_matches_the_full_one(self):
+        """An ARN that stops at the secret's name lacks the six
+        characters AWS appends: the policy must match them, or the
+        function is denied its own secret."""
+        partial = REPORTS_ARN[:-len("-AbCdEf")]
+        t = self.template("--secret", partial)
+        (resources,) = self.secret_resources(t)
+        self.assertIn(partial + "-??????", resources)
+        self.assertIn(REPORTS_ARN, resources)
+
     def test_no_secret_statement_without_secrets(self):
         for name in list(JOBS):
             os.remove(os.path.join(self.jobs, name + ".lua"))

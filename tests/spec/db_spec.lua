@@ -815,6 +815,13 @@ describe("connecting", function()
     check.truthy(not tostring(err):find("hunter2"), tostring(err))
   end)
 
+  it("names an unknown option, never the values around it", function()
+    local err = check.fails(function()
+      db.connect("host=localhost password=hunter2secret bogus=1")
+    end, 'unknown option "bogus"')
+    check.truthy(not tostring(err):find("hunter2"), tostring(err))
+  end)
+
   it("connects with a URI", function()
     local c = db.connect(string.format("postgresql://%s:%s/%s?user=jobhost",
       os.getenv("PGHOST"), os.getenv("PGPORT"), os.getenv("PGDATABASE")))
