@@ -520,7 +520,24 @@ end
 function M.error_text(err)
   local text, traceback
   if type(err) == "table" and not is_null(err) then
-    text = tostring(err)
+    -- As a run's failure reads: its __tostring, else its message, else
+    -- the table itself.
+    local mt = getmetatable(err)
+    if type(mt) == "table" and mt.__tostring then
+      text = tostring(err)
+    elseif type(rawget(err, "message")) == "string" then
+      text = rawget(err, "message")
+      if type(rawget(err, "type")) == "string" then
+        text = rawget(err, "type") .. ": " .. text
+      end
+    else
+      local plain = {}
+      for k, v in pairs(err) do
+        if k ~= "traceback" then plain[k] = v end
+      end
+      local ok, encoded = pcall(json.encode, plain)
+      text = ok and encoded or tostring(err)
+    end
     traceback = rawget(err, "traceback")
   else
     text = tostring(err)

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,31 @@ static void push_bytea(lua_State *L, const char *s, size_t len)
   luaL_pushresult(&b);
 }
 
+/* Reads the server's text of an integer type (an optional '-', then
+ * digits) exactly over the int64 range, without strtoll's locale and
+ * errno work: this runs for every integer of every row. Returns 0, or
+ * -1 for anything else (the caller keeps the text). */
+static int parse_integer(const char *s, size_t len, lua_Integer *out)
+{
+  const char *end = s + len;
+  int negative = len > 0 && *s == '-';
+  uint64_t v = 0, limit = negative ? (uint64_t)INT64_MAX + 1 : INT64_MAX;
+
+  if (negative)
+    s++;
+  if (s == end || end - s > 19)
+    return -1;
+  for (; s < end; s++) {
+    unsigned d = (unsigned char)*s - '0';
+
+    if (d > 9 || v > (limit - d) / 10)
+      return -1;
+    v = v * 10 + d;
+  }
+  *out = negative ? (lua_Integer)(0 - v) : (lua_Integer)v;
+  return 0;
+}
+
 void db_push_value(lua_State *L, const PGresult *res, int row, int col,
                    Oid type)
 {
@@ -105,13 +131,10 @@ void db_push_value(lua_State *L, const PGresult *res, int row, int col,
   case OID_INT4:
   case OID_INT8:
   case OID_OID: {
-    char *end;
-    long long v;
+    lua_Integer v;
 
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno == 0 && end != s && *end == '\0') {
-      lua_pushinteger(L, (lua_Integer)v);
+    if (parse_integer(s, len, &v) == 0) {
+      lua_pushinteger(L, v);
       return;
     }
     break; /* cannot happen for these types; the text is still right */

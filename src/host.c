@@ -51,6 +51,119 @@ static void arm_stop_hook(lua_State *L)
   lua_sethook(L, hook, LUA_MASKCOUNT, 1);
 }
 
+/* ---- the heap --------------------------------------------------------- */
+
+/* Small blocks (strings, row tables, their nodes: most of what a job
+ * allocates) come from size classes of the run's own: a block is taken
+ * from its class's free list or cut from a 64 KiB chunk, and a freed block
+ * goes back on the list, a few instructions each way instead of malloc's
+ * hundred. The chunks are freed with the state. Under AddressSanitizer
+ * every block is the C library's, so that the sanitizer sees each one. */
+#if defined(__SANITIZE_ADDRESS__)
+
+static void block_free(host_run *run, void *p, size_t size)
+{
+  (void)run;
+  (void)size;
+  free(p);
+}
+
+static void *block_resize(host_run *run, void *p, size_t old, size_t nsize)
+{
+  (void)run;
+  (void)old;
+  return p ? realloc(p, nsize) : malloc(nsize);
+}
+
+static void pool_release(host_run *run)
+{
+  (void)run;
+}
+
+#else
+
+#define HOST_POOL_MAX HOST_POOL_LARGEST
+
+/* The class of a small block of size bytes (1..HOST_POOL_LARGEST). */
+static size_t pool_class(size_t size)
+{
+  return (size - 1) / HOST_POOL_STEP;
+}
+
+static void *pool_take(host_run *run, size_t size)
+{
+  size_t c = pool_class(size);
+  size_t block = (c + 1) * HOST_POOL_STEP;
+  void *p = run->pool_free[c];
+
+  if (p) {
+    memcpy(&run->pool_free[c], p, sizeof p);
+    return p;
+  }
+  if ((size_t)(run->pool_end - run->pool_next) < block) {
+    /* A new chunk; what is left of the old one (less than a block of
+     * this class) is not used. The chunk's first bytes link the chunks. */
+    char *chunk = malloc(HOST_POOL_CHUNK);
+
+    if (!chunk)
+      return NULL;
+    memcpy(chunk, &run->pool_chunks, sizeof run->pool_chunks);
+    run->pool_chunks = chunk;
+    run->pool_next = chunk + HOST_POOL_STEP;
+    run->pool_end = chunk + HOST_POOL_CHUNK;
+  }
+  p = run->pool_next;
+  run->pool_next += block;
+  return p;
+}
+
+static void pool_give(host_run *run, void *p, size_t size)
+{
+  size_t c = pool_class(size);
+
+  memcpy(p, &run->pool_free[c], sizeof p);
+  run->pool_free[c] = p;
+}
+
+static void pool_release(host_run *run)
+{
+  while (run->pool_chunks) {
+    char *chunk = run->pool_chunks;
+
+    memcpy(&run->pool_chunks, chunk, sizeof run->pool_chunks);
+    free(chunk);
+  }
+}
+
+/* Frees a block of size bytes, wherever it came from. */
+static void block_free(host_run *run, void *p, size_t size)
+{
+  if (size <= HOST_POOL_MAX)
+    pool_give(run, p, size);
+  else
+    free(p);
+}
+
+/* Resizes a block (p NULL: a new one; old its size, 0 when new). */
+static void *block_resize(host_run *run, void *p, size_t old, size_t nsize)
+{
+  void *q;
+
+  if (nsize > HOST_POOL_MAX && (!p || old > HOST_POOL_MAX))
+    return p ? realloc(p, nsize) : malloc(nsize);
+  if (p && old <= HOST_POOL_MAX && nsize <= HOST_POOL_MAX &&
+      pool_class(old) == pool_class(nsize))
+    return p;
+  q = nsize <= HOST_POOL_MAX ? pool_take(run, nsize) : malloc(nsize);
+  if (q && p) {
+    memcpy(q, p, old < nsize ? old : nsize);
+    block_free(run, p, old);
+  }
+  return q;
+}
+
+#endif
+
 /* The allocator: counts every byte and refuses growth past the limit. A
  * refusal marks the run stopped, so the job cannot catch the memory error
  * and carry on. */
@@ -61,7 +174,8 @@ static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
   void *p;
 
   if (nsize == 0) {
-    free(ptr);
+    if (ptr)
+      block_free(run, ptr, osize);
     run->mem_used -= old;
     return NULL;
   }
@@ -78,7 +192,7 @@ static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
       return NULL;
     }
   }
-  p = realloc(ptr, nsize);
+  p = block_resize(run, ptr, old, nsize);
   if (!p)
     return NULL;
   run->mem_used = run->mem_used - old + nsize;
@@ -643,6 +757,7 @@ lua_State *host_open(const host_options *options)
   run->read_only = options->read_only;
   L = lua_newstate(host_alloc, run);
   if (!L) {
+    pool_release(run);
     free(run);
     return NULL;
   }
@@ -666,5 +781,6 @@ void host_close(lua_State *L)
     return;
   run = run_of(L);
   lua_close(L);
+  pool_release(run);
   free(run);
 }

@@ -19,6 +19,12 @@ typedef enum {
   HOST_INTERRUPTED /* Ctrl-C in the REPL, or a signal */
 } host_stop;
 
+/* The run's pool of small blocks (host.c): classes of HOST_POOL_STEP
+ * bytes up to HOST_POOL_LARGEST, cut from chunks of HOST_POOL_CHUNK. */
+#define HOST_POOL_STEP 16
+#define HOST_POOL_LARGEST 256
+#define HOST_POOL_CHUNK 65536
+
 typedef struct host_run {
   size_t mem_used;     /* bytes the state holds now */
   size_t mem_peak;     /* the most it held */
@@ -30,6 +36,9 @@ typedef struct host_run {
   int read_only;       /* connections are default_transaction_read_only */
   void *owner;         /* the run's owner (job.c), opaque here */
   lua_State *state;    /* the state this record belongs to */
+  void *pool_free[HOST_POOL_LARGEST / HOST_POOL_STEP]; /* free blocks */
+  char *pool_chunks;   /* the chunks, linked through their first bytes */
+  char *pool_next, *pool_end; /* what is left of the newest chunk */
 } host_run;
 
 typedef struct {

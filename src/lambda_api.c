@@ -96,8 +96,9 @@ static void pause_ms(const lambda_api *api, long ms)
     ;
 }
 
-/* Writes base + "/invocation/" + id (percent-encoded, so that an odd
- * request id cannot change the path) + "/" + what into url. */
+/* Writes base + "/invocation/" + id (percent-encoded, dots too, so that
+ * an odd request id such as "../x" cannot change the path) + "/" + what
+ * into url. */
 static void invocation_url(const lambda_api *api, const char *id,
                            const char *what, char *url, size_t size)
 {
@@ -107,8 +108,7 @@ static void invocation_url(const lambda_api *api, const char *id,
 
   for (p = (const unsigned char *)id; *p && n + 4 < size; p++) {
     if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-        (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' ||
-        *p == '~') {
+        (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '~') {
       url[n++] = (char)*p;
     } else {
       url[n++] = '%';
