@@ -8,11 +8,24 @@
  * reached or an interrupt arrives, the run is marked stopped and the count
  * hook is set to fire on every instruction; from then on each Lua
  * instruction raises the stop error, in the job's pcall handlers too, so
- * control unwinds to the host however the job is written. */
+ * control unwinds to the host however the job is written.
+ *
+ * Until then no hook is set at all: with a count hook Lua calls into the
+ * debug machinery at every instruction, a cost every job would pay. A
+ * timer (SIGALRM at the run's deadline, sent to the thread that runs Lua)
+ * and the interrupt signals arm the hook instead, from their handlers, as
+ * Lua allows (lua_sethook may be called asynchronously). The hook is set
+ * on every thread the run is inside of: the state itself and each
+ * coroutine being resumed, which the sandbox's coroutine.resume and
+ * coroutine.wrap record. Where no timer can be had, the count hook polls
+ * the clock every HOST_HOOK_COUNT instructions, as a fallback. */
 #include "host.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua-cjson.h>
@@ -46,9 +59,84 @@ host_run *host_get(lua_State *L)
 
 static void hook(lua_State *L, lua_Debug *ar);
 
-static void arm_stop_hook(lua_State *L)
+/* The run whose state runs Lua now: the one opened last and not closed
+ * yet (runs nest, as a REPL session's dry run inside the session). Read
+ * by the signal handlers. */
+static host_run *volatile current;
+
+/* The deadline timer; timer_ready is 0 until it exists, -1 when it cannot
+ * be had (the count hook then polls the clock). */
+static timer_t deadline_timer;
+static int timer_ready;
+
+/* Sets the hook on every thread the run is inside of, to fire at once.
+ * Safe in a signal handler: lua_sethook may be called asynchronously. */
+static void arm_stop_hook(host_run *run)
 {
-  lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+  int i;
+
+  for (i = 0; i < run->nthreads; i++)
+    lua_sethook(run->threads[i], hook, LUA_MASKCOUNT, 1);
+}
+
+static void on_deadline(int sig)
+{
+  host_run *run = current;
+
+  (void)sig;
+  if (run)
+    arm_stop_hook(run);
+}
+
+void host_interrupt(void)
+{
+  host_run *run = current;
+
+  host_interrupt_requested = 1;
+  if (run)
+    arm_stop_hook(run);
+}
+
+/* Creates the deadline timer: SIGALRM to this thread, the one that runs
+ * Lua, never to a helper thread of a library. */
+static int make_timer(void)
+{
+  struct sigaction sa;
+  struct sigevent ev;
+
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_deadline;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  memset(&ev, 0, sizeof ev);
+  ev.sigev_notify = SIGEV_THREAD_ID;
+  ev.sigev_signo = SIGALRM;
+  ev._sigev_un._tid = gettid();
+  if (sigaction(SIGALRM, &sa, NULL) != 0 ||
+      timer_create(CLOCK_REALTIME, &ev, &deadline_timer) != 0)
+    return -1;
+  return 1;
+}
+
+/* Points the timer at the current run's deadline (none: disarmed).
+ * Without a timer, the run's state polls with the count hook. */
+static void arm_timer(void)
+{
+  host_run *run = current;
+  struct itimerspec at;
+
+  if (timer_ready == 0)
+    timer_ready = make_timer();
+  memset(&at, 0, sizeof at);
+  if (run && run->deadline_ms > 0) {
+    at.it_value.tv_sec = (time_t)(run->deadline_ms / 1000);
+    at.it_value.tv_nsec = (long)(run->deadline_ms % 1000) * 1000000L;
+  }
+  if (timer_ready < 0 ||
+      timer_settime(deadline_timer, TIMER_ABSTIME, &at, NULL) != 0) {
+    if (run && run->deadline_ms > 0 && run->state)
+      lua_sethook(run->state, hook, LUA_MASKCOUNT, HOST_HOOK_COUNT);
+  }
 }
 
 /* ---- the heap --------------------------------------------------------- */
@@ -187,7 +275,7 @@ static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
       if (run->stop == HOST_RUNNING) {
         run->stop = HOST_OOM;
         if (run->state)
-          arm_stop_hook(run->state);
+          arm_stop_hook(run);
       }
       return NULL;
     }
@@ -233,13 +321,19 @@ void host_stop_run(lua_State *L, host_stop why)
 
   if (run->stop == HOST_RUNNING)
     run->stop = why;
-  arm_stop_hook(L);
+  arm_stop_hook(run);
+  lua_sethook(L, hook, LUA_MASKCOUNT, 1);
 }
 
 void host_resume(lua_State *L)
 {
-  run_of(L)->stop = HOST_RUNNING;
-  lua_sethook(L, hook, LUA_MASKCOUNT, HOST_HOOK_COUNT);
+  host_run *run = run_of(L);
+
+  run->stop = HOST_RUNNING;
+  run->nthreads = 1;
+  lua_sethook(L, NULL, 0, 0);
+  if (current == run)
+    arm_timer();
 }
 
 /* Notices a deadline or an interrupt; returns the stop reason now in
@@ -264,6 +358,9 @@ static void hook(lua_State *L, lua_Debug *ar)
   (void)ar;
   if (poll_stop(L) != HOST_RUNNING)
     raise_stop(L);
+  /* Armed before its time (the deadline moved, a clock step): poll now
+   * and then until the deadline. */
+  lua_sethook(L, hook, LUA_MASKCOUNT, HOST_HOOK_COUNT);
 }
 
 void host_check(lua_State *L)
@@ -283,7 +380,11 @@ int64_t host_remaining_ms(lua_State *L)
 
 void host_set_deadline(lua_State *L, int64_t deadline_ms)
 {
-  run_of(L)->deadline_ms = deadline_ms;
+  host_run *run = run_of(L);
+
+  run->deadline_ms = deadline_ms;
+  if (current == run)
+    arm_timer();
 }
 
 /* ---- error objects ----------------------------------------------------- */
@@ -522,6 +623,89 @@ static int sandbox_setmetatable(lua_State *L)
   return 1;
 }
 
+/* coroutine.resume(co, ...): Lua's own (upvalue 1), with co recorded
+ * among the threads the run is inside of while it runs, so that a stop
+ * reaches it; refused once the run is stopped, and a stop that struck
+ * inside co goes on in the caller. */
+static int sandbox_resume(lua_State *L)
+{
+  host_run *run = run_of(L);
+  int status;
+
+  if (run->stop != HOST_RUNNING)
+    return raise_stop(L);
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  if (run->nthreads == HOST_MAX_THREADS)
+    return luaL_error(L, "coroutines nested too deeply");
+  run->threads[run->nthreads++] = lua_tothread(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+  run->nthreads--;
+  if (run->stop != HOST_RUNNING)
+    return raise_stop(L);
+  if (status != LUA_OK)
+    return lua_error(L);
+  return lua_gettop(L);
+}
+
+/* A function made by coroutine.wrap: resumes its coroutine (upvalue 1)
+ * through sandbox_resume (upvalue 2) and, as Lua's own does, raises the
+ * coroutine's error after closing it (coroutine.close, upvalue 3), with
+ * the caller's position before a message. */
+static int wrapped_call(lua_State *L)
+{
+  int n = lua_gettop(L);
+
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_rotate(L, 1, 2);
+  lua_call(L, n + 1, LUA_MULTRET);
+  if (lua_toboolean(L, 1))
+    return lua_gettop(L) - 1;
+  lua_settop(L, 2);
+  lua_pushvalue(L, lua_upvalueindex(3));
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_call(L, 1, 0);
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    luaL_where(L, 1);
+    lua_insert(L, 2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
+/* coroutine.wrap(f): coroutine.create (upvalue 1), then a function that
+ * resumes it as sandbox_resume does. Upvalues 2 and 3: the sandbox's
+ * resume and coroutine.close. */
+static int sandbox_wrap(lua_State *L)
+{
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_pushvalue(L, lua_upvalueindex(3));
+  lua_pushcclosure(L, wrapped_call, 3);
+  return 1;
+}
+
+/* coroutine.resume and coroutine.wrap, recorded as the stop needs. */
+static void guard_coroutines(lua_State *L)
+{
+  lua_getglobal(L, LUA_COLIBNAME);
+  lua_getfield(L, -1, "resume");
+  lua_pushcclosure(L, sandbox_resume, 1);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "resume");
+  lua_getfield(L, -2, "create");
+  lua_insert(L, -2);
+  lua_getfield(L, -3, "close");
+  lua_pushcclosure(L, sandbox_wrap, 3);
+  lua_setfield(L, -2, "wrap");
+  lua_pop(L, 1);
+}
+
 /* dofile(filename): text chunks only. */
 static int sandbox_dofile(lua_State *L)
 {
@@ -674,6 +858,7 @@ static int open_sandbox(lua_State *L)
   remove_fields(L, LUA_OSLIBNAME, os_out);
   remove_fields(L, LUA_IOLIBNAME, io_out);
   guard_stdout(L);
+  guard_coroutines(L);
   remove_fields(L, LUA_LOADLIBNAME, pkg_out);
 
   /* debug could remove the deadline hook: only traceback stays. */
@@ -765,21 +950,34 @@ lua_State *host_open(const host_options *options)
   *(host_run **)lua_getextraspace(L) = run;
   lua_gc(L, LUA_GCGEN, 0, 0);
   lua_pushcfunction(L, open_sandbox);
+  run->threads[0] = L;
+  run->nthreads = 1;
+  run->outer = current;
+  current = run;
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
     host_close(L);
     return NULL;
   }
-  lua_sethook(L, hook, LUA_MASKCOUNT, HOST_HOOK_COUNT);
+  arm_timer();
   return L;
 }
 
 void host_close(lua_State *L)
 {
-  host_run *run;
+  host_run *run, *volatile *link;
 
   if (!L)
     return;
   run = run_of(L);
+  /* Out of the runs first, so that no signal reaches the state while it
+   * is taken apart; the timer goes back to the run around it. */
+  for (link = &current; *link; link = &(*link)->outer) {
+    if (*link == run) {
+      *link = run->outer;
+      break;
+    }
+  }
+  arm_timer();
   lua_close(L);
   pool_release(run);
   free(run);

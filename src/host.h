@@ -25,6 +25,9 @@ typedef enum {
 #define HOST_POOL_LARGEST 256
 #define HOST_POOL_CHUNK 65536
 
+/* How deeply coroutines may resume one another within a run. */
+#define HOST_MAX_THREADS 256
+
 typedef struct host_run {
   size_t mem_used;     /* bytes the state holds now */
   size_t mem_peak;     /* the most it held */
@@ -36,6 +39,10 @@ typedef struct host_run {
   int read_only;       /* connections are default_transaction_read_only */
   void *owner;         /* the run's owner (job.c), opaque here */
   lua_State *state;    /* the state this record belongs to */
+  lua_State *threads[HOST_MAX_THREADS]; /* the state, then each
+                                           coroutine being resumed */
+  int nthreads;
+  struct host_run *outer; /* the run that was current before this one */
   void *pool_free[HOST_POOL_LARGEST / HOST_POOL_STEP]; /* free blocks */
   char *pool_chunks;   /* the chunks, linked through their first bytes */
   char *pool_next, *pool_end; /* what is left of the newest chunk */
@@ -62,6 +69,11 @@ typedef struct {
 /* Set from a signal handler to interrupt whatever Lua runs now: the hook
  * and the database wait loops poll it. */
 extern volatile sig_atomic_t host_interrupt_requested;
+
+/* Interrupts whatever Lua runs now: sets host_interrupt_requested and
+ * arms the hook of the current run. Async-signal-safe: call it from the
+ * SIGINT and SIGTERM handlers. */
+void host_interrupt(void);
 
 /* Opens a sandboxed state: the safe standard libraries (no os.exit,
  * os.execute, io.popen, package.loadlib, C module searchers, binary

@@ -772,6 +772,7 @@ int job_run(const job_request *req, job_outcome *out)
   if (load_spec(L, dir, req->name, &kind, err, sizeof err) != 0 ||
       validate_spec(L, dir, req->name, err, sizeof err) != 0) {
     job_outcome_fail(out, kind, err);
+    job_outcome_stopped(L, out);
     goto close;
   }
   if (req->deadline_ms)

@@ -123,7 +123,6 @@ const char *job_error_text(lua_State *L, int idx)
 
 void job_outcome_from_error(lua_State *L, job_outcome *out)
 {
-  host_run *run = host_get(L);
   const char *type = "Job.Error";
 
   if (lua_type(L, -1) == LUA_TTABLE) {
@@ -147,9 +146,18 @@ void job_outcome_from_error(lua_State *L, job_outcome *out)
                                                  : "unknown error");
   }
 
+  job_outcome_stopped(L, out);
+}
+
+void job_outcome_stopped(lua_State *L, job_outcome *out)
+{
+  host_run *run = host_get(L);
+
   /* A stop outranks whatever error the unwinding produced. */
   if (run->stop != HOST_RUNNING) {
     char msg[160];
+
+    out->ok = 0;
     free(out->error_type);
     free(out->error_message);
     if (run->stop == HOST_TIMEOUT) {

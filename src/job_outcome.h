@@ -24,6 +24,11 @@ const char *job_error_text(lua_State *L, int idx);
  * Runtime.OutOfMemory or Job.Interrupted whatever the value says. */
 void job_outcome_from_error(lua_State *L, job_outcome *out);
 
+/* When the run of L was stopped (host_run.stop), makes out that stop's
+ * failure: Job.Timeout, Runtime.OutOfMemory or Job.Interrupted, whatever
+ * error it held. */
+void job_outcome_stopped(lua_State *L, job_outcome *out);
+
 /* Marks out failed with type and message (copied). */
 void job_outcome_fail(job_outcome *out, const char *type, const char *msg);
 

@@ -49,7 +49,7 @@ static void on_terminate(int sig)
 {
   (void)sig;
   stop_requested = 1;
-  host_interrupt_requested = 1;
+  host_interrupt();
 }
 
 static void install_signals(void)

@@ -716,7 +716,7 @@ static char *next_candidate(const char *text, int state)
 static void on_interrupt(int sig)
 {
   (void)sig;
-  host_interrupt_requested = 1;
+  host_interrupt();
 }
 
 /* Catches SIGINT without SA_RESTART, so a blocking read or poll returns

@@ -67,6 +67,61 @@ describe("the limits", function()
     check.truthy(err:find("deadline", 1, true), err)
   end)
 
+  it("stops a runaway loop at the deadline inside coroutines", function()
+    for _, code in ipairs({
+      -- A loop in a coroutine, resumed.
+      [[coroutine.resume(coroutine.create(function() while true do end end))
+        return "went on"]],
+      -- In a coroutine made by wrap, in one resumed by another.
+      [[local inner = coroutine.wrap(function() while true do end end)
+        local outer = coroutine.create(function() pcall(inner) end)
+        while true do coroutine.resume(outer) end]],
+      -- A caller that keeps resuming what the stop ended.
+      [[local co = coroutine.create(function()
+          while true do pcall(function() while true do end end) end
+        end)
+        while true do pcall(coroutine.resume, co) end]],
+      -- A coroutine that yields in a loop, and one suspended before.
+      [[local co = coroutine.wrap(function()
+          while true do coroutine.yield(1) end
+        end)
+        local idle = coroutine.create(function() while true do end end)
+        local t = os.time()
+        while os.time() - t < 5 do co() end
+        coroutine.resume(idle)
+        return "went on"]],
+    }) do
+      local ok, err, stop = spec.isolated(code, { deadline_ms = 300 })
+      check.eq(ok, false)
+      check.eq(stop, "timeout")
+      check.truthy(err:find("deadline", 1, true), err)
+    end
+  end)
+
+  it("keeps coroutines working as Lua's own", function()
+    local ok, value = spec.isolated([[
+      local gen = coroutine.wrap(function(a)
+        local b = coroutine.yield(a + 1)
+        coroutine.yield(b * 2)
+        return "done"
+      end)
+      local out = { gen(1), gen(10), gen() }
+      local co = coroutine.create(function(x) error({ code = x }) end)
+      local okc, e = coroutine.resume(co, 7)
+      out[#out + 1] = tostring(okc) .. ":" .. e.code
+      out[#out + 1] = coroutine.status(co)
+      local bad = coroutine.wrap(function() error("boom") end)
+      local okw, msg = pcall(bad)
+      out[#out + 1] = tostring(okw) .. ":" .. msg
+      local dead_ok, dead_msg = coroutine.resume(co)
+      out[#out + 1] = tostring(dead_ok) .. ":" .. dead_msg
+      return table.concat(out, ",")
+    ]], { deadline_ms = 5000 })
+    check.truthy(ok, value)
+    check.eq(value, "2,20,done,false:7,dead,false:isolated:11: boom,"
+      .. "false:cannot resume dead coroutine")
+  end)
+
   it("stops an unbounded allocation at the heap limit", function()
     local ok, err, stop = spec.isolated([[
       local t = {}
