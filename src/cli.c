@@ -277,7 +277,8 @@ int cli_check(int argc, char **argv)
       failed++;
     }
   }
-  printf("%d jobs checked, %d invalid\n", checked, failed);
+  printf("%d job%s checked, %d invalid\n", checked, checked == 1 ? "" : "s",
+         failed);
   job_list_free(all);
   return failed ? 1 : 0;
 }

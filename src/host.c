@@ -779,6 +779,14 @@ static int refuse_stdout(lua_State *L)
   return luaL_error(L, "%s", STDOUT_REFUSED);
 }
 
+/* A refusing function of its own for name (a distinct closure, so that
+ * a traceback names the function the job called). */
+static void push_refusal(lua_State *L, const char *name)
+{
+  lua_pushstring(L, name);
+  lua_pushcclosure(L, refuse_stdout, 1);
+}
+
 /* The standard streams of io, put away: io.write, io.output, io.stdout
  * and io.stderr would write around the log sink, unredacted, into the
  * result's stdout or Lambda's log. Calling the functions or using the
@@ -798,9 +806,9 @@ static void guard_stdout(lua_State *L)
   }
   lua_setfield(L, LUA_REGISTRYINDEX, HOST_IO_KEY);
 
-  lua_pushcfunction(L, refuse_stdout);
+  push_refusal(L, "write");
   lua_setfield(L, -2, "write");
-  lua_pushcfunction(L, refuse_stdout);
+  push_refusal(L, "output");
   lua_setfield(L, -2, "output");
   /* A stand-in handle: any method or field raises. */
   lua_createtable(L, 0, 0);

@@ -65,6 +65,32 @@ int job_name_valid(const char *name)
   return 1;
 }
 
+void job_join_names(char *const *names, char *buf, size_t size)
+{
+  char *const *p;
+  size_t n = 0;
+
+  if (size == 0)
+    return;
+  buf[0] = '\0';
+  if (!names || !*names) {
+    snprintf(buf, size, "none");
+    return;
+  }
+  for (p = names; *p; p++) {
+    size_t need = strlen(*p) + (p == names ? 0 : 2);
+
+    /* Keep room for ", ..." and the NUL. */
+    if (n + need + 6 > size) {
+      if (n + 6 <= size)
+        snprintf(buf + n, size - n, "%s...", n ? ", " : "");
+      return;
+    }
+    n += (size_t)snprintf(buf + n, size - n, "%s%s", p == names ? "" : ", ",
+                          *p);
+  }
+}
+
 /* ---- loading and validating -------------------------------------------- */
 
 /* Compiles and runs jobs/NAME.lua; on success the spec table is on the
@@ -103,9 +129,15 @@ static int load_spec(lua_State *L, const char *dir, const char *name,
   snprintf(path, sizeof path, "%s/%s.lua", dir, name);
   status = luaL_loadfilex(L, path, "t");
   if (status == LUA_ERRFILE) {
+    char **known = job_list(dir);
+    char names[1024];
+
     *kind = "Job.NotFound";
     lua_pop(L, 1);
-    snprintf(err, errlen, "job \"%s\" not found: no file %s", name, path);
+    job_join_names(known, names, sizeof names);
+    job_list_free(known);
+    snprintf(err, errlen, "job \"%s\" not found: no file %s; the jobs "
+             "there: %s", name, path, names);
     return -1;
   }
   if (status != LUA_OK || host_pcall(L, 0, 1) != LUA_OK) {

@@ -105,4 +105,8 @@ void job_list_free(char **names);
 void job_push_ctx(lua_State *L, const char *database, int event_idx,
                   const char *request_id, const char *scheduled_time);
 
+/* Writes "a, b, c" (or "none") into buf, cut with "..." when it does not
+ * fit. */
+void job_join_names(char *const *names, char *buf, size_t size);
+
 #endif

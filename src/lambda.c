@@ -182,7 +182,7 @@ static void log_ready(const runtime *rt, int64_t started_us)
                                                        rt->handler))
     log_emit(LOG_INFO, "handler names no job: routing by the event",
              (log_field[]){LOG_S("handler", rt->handler)}, 1);
-  lambda_join_names(rt->known, names, sizeof names);
+  job_join_names(rt->known, names, sizeof names);
   log_emit(LOG_INFO, "runtime ready",
            (log_field[]){LOG_S("jobs", names),
                          LOG_I("init_us", clock_mono_us() - started_us)},

@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "job.h"
 #include "json.h"
 
 /* How much of a name taken from the event goes into a message. */
@@ -31,32 +32,6 @@ int lambda_job_known(char *const *known, const char *name)
     if (strcmp(*p, name) == 0)
       return 1;
   return 0;
-}
-
-void lambda_join_names(char *const *names, char *buf, size_t size)
-{
-  char *const *p;
-  size_t n = 0;
-
-  if (size == 0)
-    return;
-  buf[0] = '\0';
-  if (!names || !*names) {
-    snprintf(buf, size, "none");
-    return;
-  }
-  for (p = names; *p; p++) {
-    size_t need = strlen(*p) + (p == names ? 0 : 2);
-
-    /* Keep room for ", ..." and the NUL. */
-    if (n + need + 6 > size) {
-      if (n + 6 <= size)
-        snprintf(buf + n, size - n, "%s...", n ? ", " : "");
-      return;
-    }
-    n += (size_t)snprintf(buf + n, size - n, "%s%s", p == names ? "" : ", ",
-                          *p);
-  }
 }
 
 /* The name of the EventBridge rule in an ARN of the form
@@ -92,7 +67,7 @@ static void not_found(lambda_route *out, const char *name, const char *via,
 {
   char names[1400];
 
-  lambda_join_names(known, names, sizeof names);
+  job_join_names(known, names, sizeof names);
   set_error(out, "Job.NotFound");
   if (name)
     snprintf(out->message, sizeof out->message,

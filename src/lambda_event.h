@@ -30,8 +30,5 @@ int lambda_route_event(const char *body, size_t len, const char *handler,
 /* Whether name is in the NULL-terminated list known. */
 int lambda_job_known(char *const *known, const char *name);
 
-/* Writes "a, b, c" (or "none") into buf, cut with "..." when it does not
- * fit. */
-void lambda_join_names(char *const *names, char *buf, size_t size);
 
 #endif

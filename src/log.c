@@ -409,6 +409,25 @@ static int encode_field(lua_State *L)
   return 1;
 }
 
+/* Whether a field's key names a credential (password, secret, token,
+ * passwd, pwd, any case): a job's string value under it is logged as
+ * "***", whether or not it is a secret jobhost fetched. */
+static int names_credential(const char *key)
+{
+  static const char *const words[] = {"password", "secret", "token",
+                                      "passwd", "pwd", NULL};
+  char lower[64];
+  size_t i;
+
+  for (i = 0; key[i] && i + 1 < sizeof lower; i++)
+    lower[i] = (char)tolower((unsigned char)key[i]);
+  lower[i] = '\0';
+  for (i = 0; words[i]; i++)
+    if (strstr(lower, words[i]))
+      return 1;
+  return 0;
+}
+
 /* Turns the value at the top of the stack into a field. Tables become
  * JSON; a value JSON cannot hold is written as its tostring. The strings
  * stay on the Lua stack until the record is written. */
@@ -416,6 +435,11 @@ static void field_from_lua(lua_State *L, const char *key, log_field *f)
 {
   f->key = key;
   f->s = NULL;
+  if (lua_type(L, -1) == LUA_TSTRING && names_credential(key)) {
+    f->kind = LOG_F_STR;
+    f->s = "***";
+    return;
+  }
   switch (lua_type(L, -1)) {
   case LUA_TBOOLEAN:
     f->kind = LOG_F_BOOL;

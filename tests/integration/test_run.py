@@ -185,6 +185,42 @@ return { run = function() print("hello", 42) return { ok = true } end }""")
         self.assertRegex(proc.stderr, r'INFO print job=printer '
                                       r'text="hello\\t42"')
 
+    def test_jobs_cannot_write_around_the_log(self):
+        """io.write and the standard handles would put raw text (and
+        secrets) on the result's stdout; they raise and say what to use,
+        files are still written, and a field named like a credential is
+        logged as ***."""
+        out = os.path.join(self.tmp, "written.txt")
+        self.write_job("writer", """
+return { run = function(ctx)
+  local said = {}
+  for _, f in ipairs({
+    function() io.write("raw") end,
+    function() io.stdout:write("raw") end,
+    function() io.stderr:write("raw") end,
+    function() io.output():write("raw") end,
+  }) do
+    local ok, err = pcall(f)
+    said[#said + 1] = not ok and err:match("use ctx.log or print") ~= nil
+  end
+  local f = assert(io.open(%r, "w"))
+  f:write("kept")
+  f:close()
+  ctx.log.info("connecting", { user = "app", password = "pw-literal-7",
+                               api_token = "tok-literal-7" })
+  return said
+end }""" % out)
+        proc = self.jobhost("run", "writer")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout, "[true,true,true,true]\n")
+        self.assertNotIn("raw", proc.stderr)
+        with open(out) as f:
+            self.assertEqual(f.read(), "kept")
+        self.assertIn("password=***", proc.stderr)
+        self.assertIn("api_token=***", proc.stderr)
+        self.assertIn("user=app", proc.stderr)
+        self.assertNotIn("literal-7", proc.stderr)
+
     def test_error_values_of_any_kind_give_a_readable_error(self):
         cases = {
             "table": ('error({code = 5})', "Job.Error", '{"code":5}'),

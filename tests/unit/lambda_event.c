@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "job.h"
 #include "lambda_event.h"
 
 static int failures;
@@ -43,7 +44,7 @@ static void check_join(char **names, size_t size, const char *want)
 {
   char buf[64];
 
-  lambda_join_names(names, buf, size);
+  job_join_names(names, buf, size);
   if (strcmp(buf, want) != 0) {
     printf("FAIL join into %zu: want \"%s\", got \"%s\"\n", size, want, buf);
     failures++;
