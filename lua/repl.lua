@@ -438,13 +438,34 @@ end
 -- A field of t as completion sees it: raw, then from the metatable's
 -- __index when that is a table (a connection's methods). Never runs a
 -- metamethod.
+-- What a table offers to completion beyond its own keys: its __index
+-- table, or what its __complete function lists (the jobs table: the
+-- jobs' names, with the specs loaded so far).
+local function offered(t)
+  local mt = getmetatable(t)
+  if type(mt) ~= "table" then
+    return nil
+  end
+  local index = rawget(mt, "__index")
+  if type(index) == "table" then
+    return index
+  end
+  local list = rawget(mt, "__complete")
+  if type(list) == "function" then
+    local ok, names = pcall(list)
+    if ok and type(names) == "table" then
+      return names
+    end
+  end
+  return nil
+end
+
 local function raw_field(t, name)
   local v = type(t) == "table" and rawget(t, name) or nil
   if v == nil then
-    local mt = getmetatable(t)
-    local index = type(mt) == "table" and rawget(mt, "__index")
-    if type(index) == "table" then
-      v = rawget(index, name)
+    local more = offered(t)
+    if more then
+      v = rawget(more, name)
     end
   end
   return v
@@ -483,10 +504,9 @@ function M.complete(word)
   if type(scope) == "table" then
     add_from(scope)
   end
-  local mt = getmetatable(scope)
-  local index = type(mt) == "table" and rawget(mt, "__index")
-  if type(index) == "table" then
-    add_from(index)
+  local more = offered(scope)
+  if more then
+    add_from(more)
   end
   table.sort(out)
   return out
@@ -645,6 +665,15 @@ end
 
 function M.jobs_table(dir)
   return setmetatable({}, {
+    -- The jobs of the folder (false until loaded), for Tab: completing
+    -- never loads a job, since that runs its file.
+    __complete = function()
+      local names = {}
+      for _, job in ipairs(M.jobs_of(dir) or {}) do
+        names[job.name] = job_cache[job.name] or false
+      end
+      return names
+    end,
     __index = function(_, name)
       if type(name) ~= "string" or not name:match("^[%w_][%w_.-]*$") then
         error("not a job name: " .. tostring(name), 2)

@@ -168,6 +168,25 @@ describe("repl.complete", function()
     end)
 end)
 
+describe("repl.jobs_table", function()
+  it("offers the jobs' names to Tab without loading any", function()
+    local listed = 0
+    local saved = repl.jobs_of
+    repl.jobs_of = function()
+      listed = listed + 1
+      return { { name = "purge_old" }, { name = "report" } }
+    end
+    _G.spec_jobs = repl.jobs_table("/nonexistent")
+    check.eq(repl.complete("spec_jobs.pu"), { "spec_jobs.purge_old" })
+    check.eq(repl.complete("spec_jobs."),
+      { "spec_jobs.purge_old", "spec_jobs.report" })
+    check.eq(repl.complete("spec_jobs.report.x"), {})
+    check.truthy(listed > 0, "jobs listed")
+    _G.spec_jobs = nil
+    repl.jobs_of = saved
+  end)
+end)
+
 describe("repl.error_text", function()
   it("keeps the traceback but drops the host's own frame", function()
     local text = "input:1: boom\nstack traceback:\n\t[C]: in function "
