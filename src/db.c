@@ -208,6 +208,10 @@ static int do_exec(lua_State *L, int box_idx, const char *sql,
 
   db_send_statement(L, c, sql, name, first, lua_gettop(L), 0);
   res = db_collect(L, c);
+  if (PQresultStatus(res) == PGRES_COPY_OUT ||
+      PQresultStatus(res) == PGRES_COPY_IN)
+    return luaL_error(L, "db:exec: the statement is a COPY; use "
+                         "db:copy_out or db:copy_in");
   lua_pushinteger(L, db_affected_rows(res));
   return 1;
 }

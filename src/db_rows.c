@@ -36,11 +36,13 @@
 #define CURSOR_NAME "jobhost_rows"
 
 /* The first FETCH asks for this many rows: a small result costs little,
- * and the first row comes soon. */
-#define ROWS_FIRST_BATCH 100
+ * the first row comes soon, and rows of megabytes come a few at a time. */
+#define ROWS_FIRST_BATCH 16
 
-/* Later batches hold about this many bytes of values, within the
- * bounds below. */
+/* Later batches hold about this many bytes, judged by the widest row
+ * seen in the batch before, and grow at most twofold a batch, so that
+ * wide rows after narrow ones come in a small batch; within the bounds
+ * below. */
 #define ROWS_BATCH_BYTES (1 << 20)
 #define ROWS_MAX_BATCH 5000
 #define ROWS_SAMPLE 64
@@ -171,25 +173,28 @@ static void send_fetch(lua_State *L, db_conn *c, int count)
   db_send_statement(L, c, sql, NULL, 1, 0, 0);
 }
 
-/* The size of the batch after res: about ROWS_BATCH_BYTES of values
- * (and libpq's 16 bytes a value besides), judged from up to
- * ROWS_SAMPLE rows spread over the batch. */
-static int next_batch_size(const PGresult *res)
+/* The size of the batch after res, which asked for asked rows: about
+ * ROWS_BATCH_BYTES of the widest of up to ROWS_SAMPLE rows spread over
+ * res (with libpq's 16 bytes a value), at most twice asked. */
+static int next_batch_size(const PGresult *res, int asked)
 {
   int nrows = PQntuples(res);
   int ncols = PQnfields(res);
   int step = nrows > ROWS_SAMPLE ? nrows / ROWS_SAMPLE : 1;
-  size_t bytes = 0, seen = 0;
-  size_t per_row, n;
+  size_t widest = 1, n;
   int r, i;
 
-  if (nrows == 0)
-    return ROWS_FIRST_BATCH;
-  for (r = 0; r < nrows; r += step, seen++)
+  for (r = 0; r < nrows; r += step) {
+    size_t bytes = 0;
+
     for (i = 0; i < ncols; i++)
       bytes += (size_t)PQgetlength(res, r, i) + 16;
-  per_row = bytes / seen + 1;
-  n = ROWS_BATCH_BYTES / per_row;
+    if (bytes > widest)
+      widest = bytes;
+  }
+  n = ROWS_BATCH_BYTES / widest;
+  if (n > (size_t)asked * 2)
+    n = (size_t)asked * 2;
   if (n < 1)
     n = 1;
   if (n > ROWS_MAX_BATCH)
@@ -232,7 +237,7 @@ static int next_batch(lua_State *L, db_cursor *cur)
   nrows = PQntuples(cur->res);
   cur->row = 0;
   if (nrows == asked) {
-    cur->batch = next_batch_size(cur->res);
+    cur->batch = next_batch_size(cur->res, asked);
     send_fetch(L, c, cur->batch);
   } else {
     /* The last batch: the statement is over before its rows are read,
@@ -314,6 +319,13 @@ static int next_single(lua_State *L, db_cursor *cur)
   if (rs == PGRES_SINGLE_TUPLE) {
     cur->row = 0;
     return push_row(L, cur);
+  }
+  if (rs == PGRES_COPY_OUT || rs == PGRES_COPY_IN) {
+    /* The COPY stays pending; the next statement cancels it. */
+    cur->done = 1;
+    clear_result(cur);
+    return luaL_error(L, "db:rows: the statement is a COPY; use "
+                         "db:copy_out or db:copy_in");
   }
 
   /* The end of the rows, or an error: read the end of the results. */

@@ -24,6 +24,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -649,6 +650,31 @@ static int sandbox_resume(lua_State *L)
   return lua_gettop(L);
 }
 
+/* coroutine.close(co): Lua's own (upvalue 1), with co recorded among the
+ * threads the run is inside of while its pending to-be-closed variables
+ * are closed (their __close handlers run on co). */
+static int sandbox_close(lua_State *L)
+{
+  host_run *run = run_of(L);
+  int status;
+
+  if (run->stop != HOST_RUNNING)
+    return raise_stop(L);
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  if (run->nthreads == HOST_MAX_THREADS)
+    return luaL_error(L, "coroutines nested too deeply");
+  run->threads[run->nthreads++] = lua_tothread(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+  run->nthreads--;
+  if (run->stop != HOST_RUNNING)
+    return raise_stop(L);
+  if (status != LUA_OK)
+    return lua_error(L);
+  return lua_gettop(L);
+}
+
 /* A function made by coroutine.wrap: resumes its coroutine (upvalue 1)
  * through sandbox_resume (upvalue 2) and, as Lua's own does, raises the
  * coroutine's error after closing it (coroutine.close, upvalue 3), with
@@ -690,20 +716,58 @@ static int sandbox_wrap(lua_State *L)
   return 1;
 }
 
-/* coroutine.resume and coroutine.wrap, recorded as the stop needs. */
+/* coroutine.resume, close and wrap, recorded as the stop needs. */
 static void guard_coroutines(lua_State *L)
 {
   lua_getglobal(L, LUA_COLIBNAME);
-  lua_getfield(L, -1, "resume");
+  lua_getfield(L, -1, "close");
+  lua_pushcclosure(L, sandbox_close, 1);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "close");        /* [co, close] */
+  lua_getfield(L, -2, "resume");
   lua_pushcclosure(L, sandbox_resume, 1);
   lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "resume");
-  lua_getfield(L, -2, "create");
-  lua_insert(L, -2);
-  lua_getfield(L, -3, "close");
+  lua_setfield(L, -4, "resume");       /* [co, close, resume] */
+  lua_getfield(L, -3, "create");
+  lua_rotate(L, -3, 1);                /* [co, create, close, resume] */
+  lua_insert(L, -2);                   /* [co, create, resume, close] */
   lua_pushcclosure(L, sandbox_wrap, 3);
   lua_setfield(L, -2, "wrap");
   lua_pop(L, 1);
+}
+
+/* Gives every metatable in the registry that has a __gc (file handles,
+ * connections, streams) a __metatable field: getmetatable then returns
+ * a copy without the __gc (methods and the rest as they are, for the
+ * REPL's completion), so that a job cannot put a __gc of its own there.
+ * Lua runs finalizers with hooks off, where no deadline could stop it. */
+static void lock_finalized_metatables(lua_State *L)
+{
+  lua_pushnil(L);
+  while (lua_next(L, LUA_REGISTRYINDEX)) {
+    int mt = lua_gettop(L);
+
+    lua_pushliteral(L, "__gc");
+    if (lua_istable(L, mt) && lua_rawget(L, mt) != LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_createtable(L, 0, 4);
+      lua_pushnil(L);
+      while (lua_next(L, mt)) {
+        if (lua_type(L, -2) == LUA_TSTRING &&
+            strcmp(lua_tostring(L, -2), "__gc") == 0) {
+          lua_pop(L, 1);
+          continue;
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, mt + 1);
+      }
+      lua_pushliteral(L, "__metatable");
+      lua_insert(L, -2);
+      lua_rawset(L, mt);
+    }
+    lua_settop(L, mt - 1);
+  }
 }
 
 /* dofile(filename): text chunks only. */
@@ -787,6 +851,50 @@ static void push_refusal(lua_State *L, const char *name)
   lua_pushcclosure(L, refuse_stdout, 1);
 }
 
+/* Whether the open file f (or, when f is NULL, the file at path) is the
+ * process's stdout or stderr, whatever path reached it (/dev/stdout,
+ * /proc/self/fd/1, the file stdout was redirected to). */
+static int is_standard_stream(FILE *f, const char *path)
+{
+  struct stat st, out;
+  int fd;
+
+  if (f ? fstat(fileno(f), &st) != 0 : stat(path, &st) != 0)
+    return 0;
+  for (fd = 1; fd <= 2; fd++)
+    if (fstat(fd, &out) == 0 && out.st_dev == st.st_dev &&
+        out.st_ino == st.st_ino)
+      return 1;
+  return 0;
+}
+
+/* io.open(name, mode): Lua's own (upvalue 1), refusing to open stdout or
+ * stderr for writing by another name, which would pass around the log's
+ * redaction as io.write would. /dev/null stays open to all. */
+static int sandbox_open(lua_State *L)
+{
+  const char *name = luaL_checkstring(L, 1);
+  const char *mode = luaL_optstring(L, 2, "r");
+  int writes = strpbrk(mode, "wa+") != NULL;
+  luaL_Stream *stream;
+
+  /* Checked before opening too: "w" would truncate the result's file. */
+  if (writes && strcmp(name, "/dev/null") != 0 &&
+      is_standard_stream(NULL, name))
+    return luaL_error(L, "%s", STDOUT_REFUSED);
+  lua_settop(L, 2);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, 2, LUA_MULTRET);
+  if (!writes || strcmp(name, "/dev/null") == 0 ||
+      !(stream = luaL_testudata(L, 1, LUA_FILEHANDLE)) || !stream->closef ||
+      !is_standard_stream(stream->f, NULL))
+    return lua_gettop(L);
+  fclose(stream->f);
+  stream->closef = NULL;
+  return luaL_error(L, "%s", STDOUT_REFUSED);
+}
+
 /* The standard streams of io, put away: io.write, io.output, io.stdout
  * and io.stderr would write around the log sink, unredacted, into the
  * result's stdout or Lambda's log. Calling the functions or using the
@@ -810,6 +918,9 @@ static void guard_stdout(lua_State *L)
   lua_setfield(L, -2, "write");
   push_refusal(L, "output");
   lua_setfield(L, -2, "output");
+  lua_getfield(L, -1, "open");
+  lua_pushcclosure(L, sandbox_open, 1);
+  lua_setfield(L, -2, "open");
   /* A stand-in handle: any method or field raises. */
   lua_createtable(L, 0, 0);
   lua_createtable(L, 0, 1);
@@ -933,6 +1044,7 @@ static int open_sandbox(lua_State *L)
   /* The db classes' metatables, which ctx.db needs without a require. */
   luaL_requiref(L, "db", luaopen_jobhost_db, 0);
   lua_pop(L, 1);
+  lock_finalized_metatables(L);
   return 0;
 }
 

@@ -95,6 +95,46 @@ end }""")
                                 "bytes": 200000 * 1000 * 2 + 200000,
                                 "first": 1, "after": 1})
 
+    def peak_rss_of_run(self, name, **env):
+        """Runs the job under a small parent of its own; returns (peak RSS
+        in kB, exit code, stdout). With no sanitizer quarantine RSS means
+        the same in both builds."""
+        env = self.env(ASAN_OPTIONS=":".join(filter(
+            None, [os.environ.get("ASAN_OPTIONS"), "quarantine_size_mb=0",
+                   "thread_local_quarantine_size_kb=0"])), **env)
+        probe = subprocess.run(
+            [sys.executable, "-c", "import resource, subprocess, sys\n"
+             "p = subprocess.run(sys.argv[1:], capture_output=True, "
+             "text=True)\n"
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN)"
+             ".ru_maxrss)\n"
+             "print(p.returncode)\nprint(p.stdout)",
+             jhtest.BIN, "run", name],
+            capture_output=True, text=True, env=env, timeout=120)
+        self.record(probe.stdout, probe.stderr)
+        rss_kb, code, body = probe.stdout.split("\n", 2)
+        return int(rss_kb), int(code), body
+
+    def test_wide_rows_after_narrow_ones_come_a_few_at_a_time(self):
+        """A stream's batches are sized by the rows seen so far: 1 GB of
+        2 MB rows after 100 small ones must not arrive in one batch."""
+        self.write_job("skewed", """
+return { run = function(ctx)
+  local n, bytes = 0, 0
+  for row in ctx.db:rows([[SELECT g, repeat('x', CASE WHEN g > 100
+      THEN 2000000 ELSE 1 END) AS v FROM generate_series(1, 600) g]]) do
+    n = n + 1
+    bytes = bytes + #row.v
+  end
+  return { rows = n, bytes = bytes }
+end }""")
+        rss_kb, code, body = self.peak_rss_of_run("skewed",
+                                                  JOBHOST_MEMORY_MB=64)
+        self.assertEqual(code, 0, body)
+        self.assertEqual(json.loads(body),
+                         {"rows": 600, "bytes": 100 + 500 * 2000000})
+        self.assertLess(rss_kb, 250 * 1024, "peak RSS %d kB" % rss_kb)
+
     def test_a_query_bigger_than_the_heap_limit_fails_without_holding_it(
             self):
         """db:query gathers its rows in the Lua heap as they arrive, so
@@ -107,27 +147,12 @@ return { run = function(ctx)
       FROM generate_series(1, 500000) g]])
   return { rows = #rows }
 end }""")
-        # Peak RSS of the run alone, measured by a small parent of its
-        # own; with no sanitizer quarantine RSS means the same in both
-        # builds.
-        env = self.env(JOBHOST_MEMORY_MB=32, ASAN_OPTIONS=":".join(filter(
-            None, [os.environ.get("ASAN_OPTIONS"), "quarantine_size_mb=0",
-                   "thread_local_quarantine_size_kb=0"])))
-        probe = subprocess.run(
-            [sys.executable, "-c", "import resource, subprocess, sys\n"
-             "p = subprocess.run(sys.argv[1:], capture_output=True, "
-             "text=True)\n"
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN)"
-             ".ru_maxrss)\n"
-             "print(p.returncode)\nprint(p.stdout)",
-             jhtest.BIN, "run", "bigquery"],
-            capture_output=True, text=True, env=env, timeout=120)
-        self.record(probe.stdout, probe.stderr)
-        rss_kb, code, body = probe.stdout.split("\n", 2)
-        self.assertEqual(int(code), 1)
+        rss_kb, code, body = self.peak_rss_of_run("bigquery",
+                                                  JOBHOST_MEMORY_MB=32)
+        self.assertEqual(code, 1)
         self.assertEqual(json.loads(body)["errorType"],
                          "Runtime.OutOfMemory")
-        self.assertLess(int(rss_kb), 250 * 1024, "peak RSS %s kB" % rss_kb)
+        self.assertLess(rss_kb, 250 * 1024, "peak RSS %d kB" % rss_kb)
 
 
 if __name__ == "__main__":

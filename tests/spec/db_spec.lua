@@ -467,6 +467,17 @@ describe("rows", function()
       check.eq(one(c, "SELECT count(*) AS n FROM tl").n, 1002)
     end)
 
+  it("refuses a COPY in rows and exec, and the connection goes on",
+    function()
+      local c = db.connect("")
+      check.fails(function()
+        for _ in c:rows("COPY (SELECT 1) TO STDOUT") do end
+      end, "use db:copy_out or db:copy_in")
+      check.fails(function() c:exec("COPY (SELECT 1) TO STDOUT") end,
+        "use db:copy_out or db:copy_in")
+      check.eq(one(c, "SELECT 11 AS x").x, 11)
+    end)
+
   it("cancels the stream when the loop body fails", function()
     local c = db.connect("")
     check.fails(function()

@@ -98,6 +98,46 @@ describe("the limits", function()
     end
   end)
 
+  it("stops __close handlers that coroutine.close and wrap run", function()
+    for _, code in ipairs({
+      [[local co = coroutine.create(function()
+          local x <close> = setmetatable({}, { __close = function()
+            while true do end end })
+          coroutine.yield()
+        end)
+        coroutine.resume(co)
+        coroutine.close(co)]],
+      [[pcall(coroutine.wrap(function()
+          local x <close> = setmetatable({}, { __close = function()
+            while true do end end })
+          error("boom")
+        end))
+        return "went on"]],
+    }) do
+      local ok, err, stop = spec.isolated(code, { deadline_ms = 300 })
+      check.eq(ok, false)
+      check.eq(stop, "timeout")
+      check.truthy(err:find("deadline", 1, true), err)
+    end
+  end)
+
+  it("keeps the finalizers of the host's objects out of reach", function()
+    local ok, err, stop = spec.isolated([[
+      getmetatable(io.open("/dev/null")).__gc = function()
+        while true do end
+      end
+      assert(getmetatable(io.stdin).__index.read, "methods in the copy")
+      for _ = 1, 3 do
+        io.open("/dev/null")
+        collectgarbage()
+      end
+      while true do end
+    ]], { deadline_ms = 300 })
+    check.eq(ok, false)
+    check.eq(stop, "timeout")
+    check.truthy(err:find("deadline", 1, true), err)
+  end)
+
   it("keeps coroutines working as Lua's own", function()
     local ok, value = spec.isolated([[
       local gen = coroutine.wrap(function(a)
@@ -145,6 +185,26 @@ describe("the limits", function()
     check.truthy(ok, value)
     check.eq(value, "5000050000")
     check.eq(stop, nil)
+  end)
+end)
+
+describe("the standard streams", function()
+  it("cannot be written by jobs, under any name", function()
+    local ok, value = spec.isolated([[
+      local said = {}
+      for _, path in ipairs({ "/dev/stdout", "/dev/stderr",
+          "/proc/self/fd/1", "/dev/fd/2" }) do
+        local opened, err = pcall(io.open, path, "a")
+        said[#said + 1] = tostring(opened) .. ":"
+          .. tostring(err:match("cannot write to stdout") ~= nil)
+      end
+      local null = assert(io.open("/dev/null", "w"))
+      null:write("fine")
+      null:close()
+      return table.concat(said, ",")
+    ]], { deadline_ms = 5000 })
+    check.truthy(ok, value)
+    check.eq(value, "false:true,false:true,false:true,false:true")
   end)
 end)
 
