@@ -624,36 +624,12 @@ static int sandbox_setmetatable(lua_State *L)
   return 1;
 }
 
-/* coroutine.resume(co, ...): Lua's own (upvalue 1), with co recorded
- * among the threads the run is inside of while it runs, so that a stop
- * reaches it; refused once the run is stopped, and a stop that struck
- * inside co goes on in the caller. */
+/* coroutine.resume(co, ...) and coroutine.close(co): Lua's own (upvalue
+ * 1), with co recorded among the threads the run is inside of while it
+ * runs (its body, or the __close handlers close runs on it), so that a
+ * stop reaches it; refused once the run is stopped, and a stop that
+ * struck inside co goes on in the caller. */
 static int sandbox_resume(lua_State *L)
-{
-  host_run *run = run_of(L);
-  int status;
-
-  if (run->stop != HOST_RUNNING)
-    return raise_stop(L);
-  luaL_checktype(L, 1, LUA_TTHREAD);
-  if (run->nthreads == HOST_MAX_THREADS)
-    return luaL_error(L, "coroutines nested too deeply");
-  run->threads[run->nthreads++] = lua_tothread(L, 1);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
-  run->nthreads--;
-  if (run->stop != HOST_RUNNING)
-    return raise_stop(L);
-  if (status != LUA_OK)
-    return lua_error(L);
-  return lua_gettop(L);
-}
-
-/* coroutine.close(co): Lua's own (upvalue 1), with co recorded among the
- * threads the run is inside of while its pending to-be-closed variables
- * are closed (their __close handlers run on co). */
-static int sandbox_close(lua_State *L)
 {
   host_run *run = run_of(L);
   int status;
@@ -721,7 +697,7 @@ static void guard_coroutines(lua_State *L)
 {
   lua_getglobal(L, LUA_COLIBNAME);
   lua_getfield(L, -1, "close");
-  lua_pushcclosure(L, sandbox_close, 1);
+  lua_pushcclosure(L, sandbox_resume, 1);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "close");        /* [co, close] */
   lua_getfield(L, -2, "resume");
