@@ -260,6 +260,8 @@ class TemplateCase(jhtest.Case):
         # first.
         self.assertEqual(props["MemorySize"], 512 + 128)
         self.assertEqual(props["Timeout"], 600 + 10)
+        self.assertEqual(props["Environment"],
+                         {"Variables": {"GNUTLS_NO_IMPLICIT_INIT": "1"}})
         self.assertEqual(props["Runtime"],
                          {"Fn::If": ["UseZip", "provided.al2023",
                                      {"Ref": "AWS::NoValue"}]})
