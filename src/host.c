@@ -22,6 +22,7 @@
 #include "host.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -639,7 +640,11 @@ static int sandbox_resume(lua_State *L)
   luaL_checktype(L, 1, LUA_TTHREAD);
   if (run->nthreads == HOST_MAX_THREADS)
     return luaL_error(L, "coroutines nested too deeply");
-  run->threads[run->nthreads++] = lua_tothread(L, 1);
+  /* The slot is filled before the count grows: a signal handler reads
+   * the list between any two steps. */
+  run->threads[run->nthreads] = lua_tothread(L, 1);
+  atomic_signal_fence(memory_order_seq_cst);
+  run->nthreads++;
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
@@ -1049,6 +1054,7 @@ lua_State *host_open(const host_options *options)
   run->threads[0] = L;
   run->nthreads = 1;
   run->outer = current;
+  atomic_signal_fence(memory_order_seq_cst);
   current = run;
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
     host_close(L);

@@ -41,7 +41,7 @@ typedef struct host_run {
   lua_State *state;    /* the state this record belongs to */
   lua_State *threads[HOST_MAX_THREADS]; /* the state, then each
                                            coroutine being resumed */
-  int nthreads;
+  volatile int nthreads; /* read by signal handlers */
   struct host_run *outer; /* the run that was current before this one */
   void *pool_free[HOST_POOL_LARGEST / HOST_POOL_STEP]; /* free blocks */
   char *pool_chunks;   /* the chunks, linked through their first bytes */
