@@ -118,7 +118,7 @@ static void init_columns(lua_State *L)
 /* The rows of a db:query being gathered: the result table and what its
  * rows share live at fixed stack slots, filled at the first result. */
 typedef struct {
-  int names, mt, out; /* the slots */
+  int types_slot, names, mt, out; /* the slots */
   int started;
   int ncols;
   lua_Integer n;
@@ -137,7 +137,7 @@ static void start_rows(lua_State *L, query_rows *q, const PGresult *res)
   if (q->ncols > 64) {
     q->types = (Oid *)lua_newuserdatauv(L, (size_t)q->ncols *
                                                sizeof *q->types, 0);
-    lua_replace(L, q->names - 1);
+    lua_replace(L, q->types_slot);
   }
   for (i = 0; i < q->ncols; i++)
     q->types[i] = PQftype(res, i);
@@ -176,11 +176,11 @@ static int do_query(lua_State *L, int box_idx, const char *sql,
   db_conn *c = db_statement_conn(L, box_idx);
   query_rows q;
   PGresult *res;
-  ExecStatusType rs;
 
   memset(&q, 0, sizeof q);
   db_send_statement(L, c, sql, name, first, last, 1);
-  lua_pushnil(L); /* the types' userdata, past 64 columns */
+  lua_pushnil(L);
+  q.types_slot = lua_gettop(L);
   lua_pushnil(L);
   q.names = lua_gettop(L);
   lua_pushnil(L);
@@ -189,10 +189,7 @@ static int do_query(lua_State *L, int box_idx, const char *sql,
   q.out = lua_gettop(L);
   q.types = q.fixed;
   res = db_collect_rows(L, c, add_row, &q);
-  rs = PQresultStatus(res);
-  if (rs == PGRES_COPY_OUT || rs == PGRES_COPY_IN)
-    return luaL_error(L, "db:query: the statement is a COPY; use "
-                         "db:copy_out or db:copy_in");
+  db_refuse_copy(L, res, "db:query");
   if (!q.started)
     start_rows(L, &q, res);
   mark_result(L, q.out, q.names);
@@ -208,10 +205,7 @@ static int do_exec(lua_State *L, int box_idx, const char *sql,
 
   db_send_statement(L, c, sql, name, first, lua_gettop(L), 0);
   res = db_collect(L, c);
-  if (PQresultStatus(res) == PGRES_COPY_OUT ||
-      PQresultStatus(res) == PGRES_COPY_IN)
-    return luaL_error(L, "db:exec: the statement is a COPY; use "
-                         "db:copy_out or db:copy_in");
+  db_refuse_copy(L, res, "db:exec");
   lua_pushinteger(L, db_affected_rows(res));
   return 1;
 }
@@ -735,6 +729,8 @@ int luaopen_jobhost_db(lua_State *L)
       {"escape_identifier", conn_escape_identifier},
       {"close", conn_close},
       {NULL, NULL}};
+  static const luaL_Reg cursor_methods[] = {{"close", db_cursor_close},
+                                            {NULL, NULL}};
   static const luaL_Reg tx_methods[] = {{"commit", tx_commit},
                                         {"rollback", tx_rollback},
                                         {NULL, NULL}};
@@ -751,6 +747,7 @@ int luaopen_jobhost_db(lua_State *L)
     lua_CFunction close, gc, tostring;
   } classes[] = {
       {DB_CONN_MT, conn_methods, conn_close, conn_close, conn_tostring},
+      {DB_CURSOR_MT, cursor_methods, db_cursor_close, db_cursor_gc, NULL},
       {TX_MT, tx_methods, tx_close, NULL, NULL},
       {STMT_MT, stmt_methods, NULL, NULL, NULL},
       {COPYBUF_MT, NULL, NULL, copybuf_gc, NULL},
@@ -787,7 +784,6 @@ int luaopen_jobhost_db(lua_State *L)
     lua_pop(L, 1);
   }
   db_stmt_open(L);
-  db_rows_open(L);
   init_columns(L);
 
   luaL_newlib(L, module);

@@ -32,7 +32,6 @@
 #include "db_types.h"
 #include "host.h"
 
-#define CURSOR_MT "jobhost.db.cursor"
 #define CURSOR_NAME "jobhost_rows"
 
 /* The first FETCH asks for this many rows: a small result costs little,
@@ -323,9 +322,7 @@ static int next_single(lua_State *L, db_cursor *cur)
   if (rs == PGRES_COPY_OUT || rs == PGRES_COPY_IN) {
     /* The COPY stays pending; the next statement cancels it. */
     cur->done = 1;
-    clear_result(cur);
-    return luaL_error(L, "db:rows: the statement is a COPY; use "
-                         "db:copy_out or db:copy_in");
+    db_refuse_copy(L, cur->res, "db:rows");
   }
 
   /* The end of the rows, or an error: read the end of the results. */
@@ -385,9 +382,9 @@ static int cursor_next(lua_State *L)
 /* cursor:close(), and __close when the generic for ends or breaks: a
  * stream not read to its end is ended (its FETCH or its rows cancelled,
  * its savepoint or transaction rolled back). Never raises. */
-static int cursor_close(lua_State *L)
+int db_cursor_close(lua_State *L)
 {
-  db_cursor *cur = (db_cursor *)luaL_checkudata(L, 1, CURSOR_MT);
+  db_cursor *cur = (db_cursor *)luaL_checkudata(L, 1, DB_CURSOR_MT);
   db_box *box;
 
   clear_result(cur);
@@ -400,9 +397,9 @@ static int cursor_close(lua_State *L)
   return 0;
 }
 
-static int cursor_gc(lua_State *L)
+int db_cursor_gc(lua_State *L)
 {
-  clear_result((db_cursor *)luaL_checkudata(L, 1, CURSOR_MT));
+  clear_result((db_cursor *)luaL_checkudata(L, 1, DB_CURSOR_MT));
   return 0;
 }
 
@@ -424,7 +421,7 @@ int db_rows_start(lua_State *L, int box_idx, const char *sql,
   cur->ncols = -1;
   cur->types = cur->fixed;
   cur->batch = ROWS_FIRST_BATCH;
-  luaL_setmetatable(L, CURSOR_MT);
+  luaL_setmetatable(L, DB_CURSOR_MT);
   lua_pushvalue(L, box_idx);
   lua_setiuservalue(L, -2, 1);
 
@@ -456,19 +453,4 @@ int db_rows_start(lua_State *L, int box_idx, const char *sql,
   lua_pushnil(L);
   lua_pushvalue(L, -4);
   return 4;
-}
-
-void db_rows_open(lua_State *L)
-{
-  static const luaL_Reg methods[] = {{"close", cursor_close}, {NULL, NULL}};
-
-  if (luaL_newmetatable(L, CURSOR_MT)) {
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, cursor_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, cursor_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
 }

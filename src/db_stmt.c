@@ -341,6 +341,15 @@ PGresult *db_collect_rows(lua_State *L, db_conn *c, db_row_fn *each,
   return box->res;
 }
 
+void db_refuse_copy(lua_State *L, const PGresult *res, const char *call)
+{
+  ExecStatusType rs = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+
+  if (rs == PGRES_COPY_OUT || rs == PGRES_COPY_IN)
+    luaL_error(L, "%s: the statement is a COPY; use db:copy_out or "
+                  "db:copy_in", call);
+}
+
 /* Runs a command of the binding's own (BEGIN, SAVEPOINT ...) and raises
  * its error. Leaves the stack as it was; returns nothing of the result
  * but whether its command tag was tag (when tag is not NULL). */

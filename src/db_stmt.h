@@ -96,6 +96,11 @@ void db_send_statement(lua_State *L, db_conn *c, const char *sql,
  * Raises the statement's error. Returns the result (the box owns it). */
 PGresult *db_collect(lua_State *L, db_conn *c);
 
+/* Raises "CALL: the statement is a COPY; use db:copy_out or db:copy_in"
+ * when res is a COPY's start, which only those two calls can carry on
+ * (the COPY stays pending; the next statement cancels it). */
+void db_refuse_copy(lua_State *L, const PGresult *res, const char *call);
+
 /* Called by db_collect_rows with each row of a statement sent in
  * single-row mode (res holds the one row, and stays the box's). It may
  * push values; the stack is set back after it. It may raise. */
@@ -123,8 +128,12 @@ lua_Integer db_affected_rows(PGresult *res);
 int db_rows_start(lua_State *L, int box_idx, const char *sql,
                   const char *name, int first);
 
-/* From db_rows.c: registers the cursor metatable. */
-void db_rows_open(lua_State *L);
+/* From db_rows.c: a db:rows() stream's metatable (registered with the
+ * module's classes in db.c), its close (cursor:close() and __close: a
+ * stream not read to its end is ended; never raises) and its __gc. */
+#define DB_CURSOR_MT "jobhost.db.cursor"
+int db_cursor_close(lua_State *L);
+int db_cursor_gc(lua_State *L);
 
 /* From db_lease.c: ends the lease of c (the job closed its connection
  * or the userdata was collected): its box closes, the session is reset,

@@ -81,22 +81,25 @@ static void arm_stop_hook(host_run *run)
     lua_sethook(run->threads[i], hook, LUA_MASKCOUNT, 1);
 }
 
-static void on_deadline(int sig)
+/* Arms the current run's hook, if a run is current. Async-signal-safe. */
+static void arm_current(void)
 {
   host_run *run = current;
 
-  (void)sig;
   if (run)
     arm_stop_hook(run);
 }
 
+static void on_deadline(int sig)
+{
+  (void)sig;
+  arm_current();
+}
+
 void host_interrupt(void)
 {
-  host_run *run = current;
-
   host_interrupt_requested = 1;
-  if (run)
-    arm_stop_hook(run);
+  arm_current();
 }
 
 /* Creates the deadline timer: SIGALRM to this thread, the one that runs

@@ -209,9 +209,8 @@ static int check_spec_params(lua_State *L, const char *dir, const char *name,
   while (lua_next(L, params)) {
     int t = lua_type(L, -1);
 
-    if (t == LUA_TFUNCTION || t == LUA_TTHREAD ||
-        (t == LUA_TUSERDATA) || (t == LUA_TLIGHTUSERDATA &&
-                                 !json_is_null(L, -1))) {
+    if (t == LUA_TFUNCTION || t == LUA_TTHREAD || t == LUA_TUSERDATA ||
+        (t == LUA_TLIGHTUSERDATA && !json_is_null(L, -1))) {
       lua_pop(L, 1);
       snprintf(err, errlen, "%s/%s.lua: param \"%s\" is %s; a param's "
                "default must be a string, number, boolean, table or null",
