@@ -321,6 +321,14 @@ static int drain(db_conn *c, const db_limits *limits)
   return PQstatus(c->pg) == CONNECTION_OK ? 0 : -1;
 }
 
+void db_conn_forget_stream(db_conn *c)
+{
+  c->stream_id = 0;
+  c->stream_savepoint = 0;
+  c->stream_own_tx = 0;
+  c->stream_batched = 0;
+}
+
 int db_conn_abort(db_conn *c, int64_t budget_ms)
 {
   db_limits limits;
@@ -359,10 +367,7 @@ int db_conn_abort(db_conn *c, int64_t budget_ms)
   }
 
 out:
-  c->stream_id = 0;
-  c->stream_savepoint = 0;
-  c->stream_own_tx = 0;
-  c->stream_batched = 0;
+  db_conn_forget_stream(c);
   if (rc != 0)
     c->broken = 1;
   return rc;
@@ -374,8 +379,7 @@ int db_conn_drain(db_conn *c, int64_t budget_ms)
 
   limits.deadline_ms = clock_now_ms() + budget_ms;
   limits.interruptible = 0;
-  c->stream_id = 0;
-  c->stream_batched = 0;
+  db_conn_forget_stream(c);
   if (!db_conn_ok(c) || (c->busy && drain(c, &limits) != 0)) {
     c->broken = 1;
     return -1;

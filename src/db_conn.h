@@ -93,6 +93,11 @@ db_status db_conn_copy_put(db_conn *c, const db_limits *limits,
 /* Asks the server to cancel what the connection runs now. Best effort. */
 void db_conn_cancel(db_conn *c);
 
+/* Marks the connection's stream (a db:rows or a COPY) as over, with no
+ * statement sent: its savepoint or transaction is the caller's to deal
+ * with. */
+void db_conn_forget_stream(db_conn *c);
+
 /* Cancels and discards whatever a statement left pending (rows of an
  * abandoned stream, a COPY in progress), waiting at most budget_ms, and
  * undoes what an open stream began: its savepoint is rolled back, its

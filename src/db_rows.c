@@ -94,23 +94,13 @@ static db_conn *stream_conn(lua_State *L, db_cursor *cur)
   return c;
 }
 
-/* Marks the connection's stream as over, its savepoint or transaction
- * dealt with by the caller. */
-static void forget_stream(db_conn *c)
-{
-  c->stream_id = 0;
-  c->stream_savepoint = 0;
-  c->stream_own_tx = 0;
-  c->stream_batched = 0;
-}
-
 /* A wait for the stream's results ended on a limit or a lost
  * connection (db_conn.c has cancelled and undone the stream): raises. */
 static int stream_stopped(lua_State *L, db_cursor *cur, db_conn *c,
                           db_status st)
 {
   cur->done = 1;
-  forget_stream(c);
+  db_conn_forget_stream(c);
   return db_raise_status(L, c, st);
 }
 
@@ -209,7 +199,7 @@ static int fail_batch(lua_State *L, db_cursor *cur, db_conn *c)
   int own_tx = c->stream_own_tx;
 
   cur->done = 1;
-  forget_stream(c);
+  db_conn_forget_stream(c);
   if (own_tx && db_conn_run(c, "ROLLBACK", DB_CLEANUP_BUDGET_MS) != 0)
     c->broken = 1;
   return db_raise_result_error(L, c, cur->res);
@@ -243,7 +233,7 @@ static int next_batch(lua_State *L, db_cursor *cur)
      * so another statement on the connection no longer ends them. */
     int own_tx = c->stream_own_tx;
 
-    forget_stream(c);
+    db_conn_forget_stream(c);
     cur->last = 1;
     if (own_tx) {
       db_run_command(L, c, "COMMIT", NULL);
@@ -344,14 +334,14 @@ static int next_single(lua_State *L, db_cursor *cur)
     int savepoint = c->stream_savepoint;
 
     clear_result(cur);
-    forget_stream(c);
+    db_conn_forget_stream(c);
     if (savepoint)
       db_run_command(L, c, "RELEASE SAVEPOINT jobhost_rows", NULL);
     return 0;
   }
   /* A failed statement inside a transaction fails the transaction, as
    * everywhere else; the savepoint goes with it. */
-  forget_stream(c);
+  db_conn_forget_stream(c);
   return db_raise_result_error(L, c, cur->res);
 }
 
