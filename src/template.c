@@ -621,15 +621,6 @@ static void write_function(jw *w, const plan *p)
   jw_int(w, "MemorySize", p->memory_mb);
   jw_int(w, "Timeout", p->timeout_s);
 
-  /* GnuTLS comes in with Debian's libcurl (through librtmp and libldap)
-   * and jobhost never uses it: without its implicit initialisation at
-   * load, a cold start takes about 0.6 ms and 0.6 MB less. */
-  jw_obj(w, "Environment");
-  jw_obj(w, "Variables");
-  jw_str(w, "GNUTLS_NO_IMPLICIT_INIT", "1");
-  jw_end_obj(w);
-  jw_end_obj(w);
-
   jw_obj(w, "LoggingConfig");
   jw_str(w, "LogFormat", "JSON");
   jw_str(w, "ApplicationLogLevel", "INFO");

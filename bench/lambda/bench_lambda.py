@@ -66,7 +66,7 @@ def spawn(binary, api, jobs, out=subprocess.DEVNULL):
     # The function's environment as `jobhost template` writes it.
     env = dict(os.environ, AWS_LAMBDA_RUNTIME_API=api.address,
                JOBHOST_JOBS=jobs, AWS_LAMBDA_LOG_LEVEL="INFO",
-               AWS_LAMBDA_LOG_FORMAT="JSON", GNUTLS_NO_IMPLICIT_INIT="1")
+               AWS_LAMBDA_LOG_FORMAT="JSON")
     return subprocess.Popen([binary, "lambda"], env=env, stdout=out,
                             stderr=subprocess.DEVNULL)
 

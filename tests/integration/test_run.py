@@ -352,6 +352,55 @@ end }""")
                                 "sethook": True, "cjson": True})
 
 
+class StandInsTest(jhtest.Case):
+    """src/interpose.c: the binary's definitions are the ones its
+    libraries' calls reach, and a run over SCRAM with them works."""
+
+    def bindings(self):
+        env = self.env(LD_BIND_NOW="1", LD_DEBUG="bindings")
+        proc = subprocess.run([jhtest.BIN, "version"], capture_output=True,
+                              text=True, env=env, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        found = {}
+        binary = os.path.realpath(jhtest.BIN)
+        for line in proc.stderr.splitlines():
+            m = re.search(r"binding file (\S+) \[\d+\] to (\S+) \[\d+\]: "
+                          r"normal symbol `(\w+)'", line)
+            if m:
+                lib, to, sym = m.groups()
+                found.setdefault((os.path.basename(lib).split(".so")[0],
+                                  sym), set()).add(os.path.realpath(to))
+        return binary, found
+
+    def test_libpq_keys_its_hmac_through_the_binary(self):
+        binary, found = self.bindings()
+        for sym in ("HMAC_Init_ex", "HMAC_CTX_free"):
+            self.assertEqual(found.get(("libpq", sym)), {binary}, sym)
+
+    def test_gnutls_asks_the_binary_whether_to_initialise(self):
+        binary, found = self.bindings()
+        if not any(lib == "libgnutls" for lib, _ in found):
+            self.skipTest("no GnuTLS in this process")
+        self.assertEqual(found.get(("libgnutls", "_gnutls_global_init_skip")),
+                         {binary})
+
+    def test_scram_login_with_the_stand_ins(self):
+        auth = jhtest.superuser_sql(
+            "SELECT auth_method FROM pg_hba_file_rules"
+            " WHERE type = 'host' AND error IS NULL LIMIT 1").strip()
+        self.assertEqual(auth, "scram-sha-256")
+        self.write_job("one", """
+return { run = function(ctx)
+  return { one = ctx.db:query("SELECT 1 AS one")[1].one,
+           user = ctx.db:query("SELECT current_user AS u")[1].u }
+end }""")
+        _, body, _ = self.run_job("one")
+        self.assertEqual(body, {"one": 1, "user": self.pg["PGUSER"]})
+        env = self.env(PGPASSWORD="not-" + self.pg["PGPASSWORD"])
+        code, _, err = self.run_job("one", env=env, expect_ok=False)
+        self.assertIn("password authentication failed", err)
+
+
 class DryRunTest(jhtest.Case):
     def test_dry_run_of_the_purge_leaves_the_table_as_it_was(self):
         db = jhtest.create_database("run_purge")
