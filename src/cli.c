@@ -177,6 +177,8 @@ int cli_run(int argc, char **argv)
   req.param_kv = params;
   req.event_json = event;
 
+  /* One run and the process exits: no session reset for a next run. */
+  db_pool_reuse(0);
   if (job_run(&req, &out) == 0) {
     fwrite(out.result, 1, out.result_len, stdout);
     fputc('\n', stdout);

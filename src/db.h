@@ -20,12 +20,18 @@ void db_push_connection(lua_State *L, const char *target);
 /* Ends a run for every connection it used: rolls back what is open (the
  * dry-run transaction too), resets the session (DISCARD ALL, so no
  * setting, prepared statement, temp table or advisory lock carries over)
- * and puts healthy connections back in the pool; broken ones are closed.
+ * and puts healthy connections back in the pool (or closes them, see
+ * db_pool_reuse); broken ones are closed.
  * Lua objects still pointing at them become closed. */
 void db_end_run(lua_State *L);
 
 /* Closes every pooled connection (at exit). */
 void db_pool_close_all(void);
+
+/* With reuse 0, a run's connections are closed when it ends, with no
+ * session reset first, for a process that runs one job and exits; the
+ * default, 1, pools them for the next run. */
+void db_pool_reuse(int reuse);
 
 /* Module "db": db.null, db.connect(target), escape helpers that need no
  * connection are methods on connections. */
