@@ -4,7 +4,8 @@ implementations and prints a table of medians, ratios and peak RSS.
 bench/run.sh installs and builds what is needed and then runs this under
 /usr/bin/python3; run it directly only with a built binary:
 
-  /usr/bin/python3 bench/harness.py --jobhost build-bench/jobhost
+  /usr/bin/python3 bench/harness.py --jobhost build-bench/tree/jobhost
+      --launch build-bench/launch
       [--runs N] [--quick] [--only GROUP,...] [--json FILE] [--perf DIR]
       [--tls]
 
@@ -14,9 +15,9 @@ loads the data
 (bench/sql/), stores the database's credentials as the secret bench/db,
 then for each group of cases runs every implementation once to warm up
 and N times (default 5) measured, in rotating order so that they share
-the machine's moods. Each run is one process started with posix_spawn
-(through /usr/bin/time, which reports its peak RSS) and reaped with
-wait4: its wall time from spawn to exit and its CPU time come from that.
+the machine's moods. Each run is one process, started by the small
+launcher bench/launch.c, which times it from its spawn to the return of
+wait4 and reports its CPU time and peak RSS from wait4.
 Every run's output is checked (the same result or checksum from every
 implementation), so a failing case never passes for a fast one.
 """
@@ -37,7 +38,8 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 PSQL = "/usr/lib/postgresql/15/bin/psql"
 PYTHON = "/usr/bin/python3"
-TIME = "/usr/bin/time"
+# bench/launch.c, built by run.sh: starts and measures each run.
+LAUNCH = None
 NODE = shutil.which("node") or "/usr/bin/node"
 SECRET_ID = "bench/db"
 ACCESS_KEY = "AKIDBENCHFAKE"
@@ -67,13 +69,15 @@ def spawn(argv, env, work, stdout_null=False):
     """Runs argv to its end and measures it. Output goes to files in work
     (or stdout to /dev/null), read back afterwards.
 
-    The process is started through /usr/bin/time, and its peak RSS is the
-    one time reports: a child forked from this Python process would
-    inherit its resident size into ru_maxrss, one forked from the small
-    time binary does not."""
+    The process is started by the small launcher (bench/launch.c), which
+    times it from its spawn to the return of wait4 and takes its CPU time
+    and peak RSS from wait4: the figures are the process's own, without
+    the launcher's start, and a child spawned from this Python process
+    would inherit its resident size into ru_maxrss, one spawned from the
+    launcher does not."""
     out_path = os.path.join(work, "run.out")
     err_path = os.path.join(work, "run.err")
-    rss_path = os.path.join(work, "run.rss")
+    figures_path = os.path.join(work, "run.figures")
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
@@ -81,20 +85,20 @@ def spawn(argv, env, work, stdout_null=False):
          flags, 0o644),
         (os.POSIX_SPAWN_OPEN, 2, err_path, flags, 0o644),
     ]
-    argv = [TIME, "-q", "-f", "%M", "-o", rss_path, *argv]
-    t0 = time.perf_counter()
-    pid = os.posix_spawn(TIME, argv, env, file_actions=actions)
-    _, status, usage = os.wait4(pid, 0)
-    wall_ms = (time.perf_counter() - t0) * 1000.0
-    cpu_ms = (usage.ru_utime + usage.ru_stime) * 1000.0
+    if os.path.exists(figures_path):
+        os.unlink(figures_path)
+    pid = os.posix_spawn(LAUNCH, [LAUNCH, figures_path, *argv], env,
+                         file_actions=actions)
+    _, status, _ = os.wait4(pid, 0)
     out = "" if stdout_null else open(out_path, errors="replace").read()
     err = open(err_path, errors="replace").read()
     try:
-        rss_kb = int(open(rss_path).read().split()[-1])
-    except (OSError, ValueError, IndexError):
-        rss_kb = 0
-    return Run(wall_ms, cpu_ms, rss_kb, os.waitstatus_to_exitcode(status),
-               out, err)
+        wall_us, cpu_us, rss_kb, code = (
+            int(v) for v in open(figures_path).read().split())
+    except (OSError, ValueError):
+        raise Failure("the launcher measured nothing (exit %d): %s" % (
+            os.waitstatus_to_exitcode(status), err[-500:]))
+    return Run(wall_us / 1000.0, cpu_us / 1000.0, rss_kb, code, out, err)
 
 
 def last_json(text):
@@ -574,6 +578,8 @@ def log(msg):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--jobhost", required=True, help="the jobhost binary")
+    ap.add_argument("--launch", required=True,
+                    help="the launcher built from bench/launch.c")
     ap.add_argument("--runs", type=int, help="measured runs a case "
                     "(default 5, 1 with --quick)")
     ap.add_argument("--quick", action="store_true",
@@ -588,6 +594,8 @@ def main():
                     "case with perf into DIR and print the hottest code")
     args = ap.parse_args()
     args.jobhost = os.path.abspath(args.jobhost)
+    global LAUNCH
+    LAUNCH = os.path.abspath(args.launch)
 
     bench = Bench(args)
     try:

@@ -348,27 +348,60 @@ static db_conn *connect_secret(lua_State *L, const char *id)
 
 /* ---- leasing ------------------------------------------------------------ */
 
+/* A time setting as SHOW prints it (a whole number and, unless it is 0,
+ * the largest unit that divides it: ms, s, min, h, d) in milliseconds.
+ * Returns 0, or -1 for any other form. */
+static int setting_ms(const char *s, int64_t *ms)
+{
+  static const struct {
+    const char *unit;
+    int64_t ms;
+  } units[] = {{"", 1},           {"ms", 1},          {"s", 1000},
+               {"min", 60000},    {"h", 3600000},     {"d", 86400000},
+               {NULL, 0}};
+  int64_t n = 0;
+  int i;
+
+  if (*s < '0' || *s > '9')
+    return -1;
+  for (; *s >= '0' && *s <= '9'; s++) {
+    if (n > (INT64_MAX / 86400000 - 9) / 10)
+      return -1;
+    n = n * 10 + (*s - '0');
+  }
+  for (i = 0; units[i].unit; i++) {
+    if (strcmp(s, units[i].unit) == 0) {
+      *ms = n * units[i].ms;
+      return 0;
+    }
+  }
+  return -1;
+}
+
 /* Per run: application_name, the statement_timeout cap (never raising a
  * smaller one the role or database set), read-only mode; then the dry
  * run's transaction. One round trip, which also proves a pooled
- * connection alive. The current timeout is read with current_setting (in
- * its display units, which interval input takes), not from pg_settings:
- * that view builds a row for every setting, about 1 ms on a new backend
- * and 0.5 ms on a warm one. Returns 0, or -1 (nothing raised) when retry
- * is set and the connection turned out dead. */
+ * connection alive.
+ *
+ * The round trip sets the cap only over a timeout of 0 (none) and hands
+ * back the timeout in force; one the role or database set is compared
+ * here, and a second statement lowers it to the cap only when it is
+ * larger. The first statement on a new backend pays for every function
+ * and cast it names (a catalog lookup each): reading the setting in
+ * milliseconds in SQL, from pg_settings or through an interval, cost
+ * 0.5 to 1 ms there, this form about 0.1 ms. Returns 0, or -1 (nothing
+ * raised) when retry is set and the connection turned out dead. */
 static int setup_run(lua_State *L, db_conn *c, int retry)
 {
   static const char *const sql =
       "SELECT set_config('application_name', $1, false),"
-      " set_config('statement_timeout', CASE"
-      "   WHEN $2::int8 < 0 OR (s.ms > 0 AND s.ms <= $2::int8)"
-      "   THEN s.ms::text ELSE ($2::int8)::text END, false),"
+      " set_config('statement_timeout',"
+      "   CASE WHEN $2::text IS NOT NULL"
+      "     AND current_setting('statement_timeout') = '0' THEN $2"
+      "   ELSE current_setting('statement_timeout') END, false),"
       " set_config('default_transaction_read_only',"
       "   coalesce($3, current_setting('default_transaction_read_only')),"
-      "   false)"
-      " FROM (SELECT (extract(epoch FROM"
-      "   current_setting('statement_timeout')::interval) * 1000)::int8"
-      "   AS ms) s";
+      "   false)";
   host_run *run = host_get(L);
   int64_t left = host_remaining_ms(L);
   int64_t cap = -1;
@@ -389,7 +422,7 @@ static int setup_run(lua_State *L, db_conn *c, int retry)
   snprintf(capbuf, sizeof capbuf, "%lld", (long long)cap);
   lua_pushfstring(L, "jobhost/%s", run->job ? run->job : "repl");
   values[0] = lua_tostring(L, -1);
-  values[1] = capbuf;
+  values[1] = cap >= 0 ? capbuf : NULL;
   values[2] = run->read_only ? "on" : NULL;
 
   ok = PQsendQueryParams(c->pg, sql, 3, NULL, values, NULL, NULL, 0);
@@ -419,6 +452,19 @@ static int setup_run(lua_State *L, db_conn *c, int retry)
   }
   if (PQresultStatus(box->res) != PGRES_TUPLES_OK)
     db_raise_result_error(L, c, box->res);
+  if (cap >= 0) {
+    int64_t in_force;
+
+    if (PQntuples(box->res) != 1 ||
+        setting_ms(PQgetvalue(box->res, 0, 1), &in_force) != 0 ||
+        in_force == 0 || in_force > cap) {
+      char set[64];
+
+      snprintf(set, sizeof set, "SET statement_timeout = %lld",
+               (long long)cap);
+      db_run_command(L, c, set, NULL);
+    }
+  }
   lua_pop(L, 1);
 
   if (run->dry_run)

@@ -771,6 +771,22 @@ describe("deadlines", function()
       ]], {deadline_ms = 60000})
       check.truthy(ok2, v2)
       check.eq(v2, "250ms")
+
+      -- A role's timeout longer than the deadline allows is lowered.
+      for i, long in ipairs({"1h", "90s", "3600001ms"}) do
+        make_role("jobhost_long" .. i, {statement_timeout = long})
+        local ok3, v3 = spec.isolated([[
+          local c = require("db").connect("host=" .. os.getenv("PGSOCKETDIR")
+            .. " user=jobhost_long]] .. i .. [[ dbname="
+            .. os.getenv("PGDATABASE"))
+          return c:query("SELECT setting FROM pg_settings"
+            .. " WHERE name = 'statement_timeout'")[1].setting
+        ]], {deadline_ms = 60000})
+        check.truthy(ok3, v3)
+        local ms = tonumber(v3)
+        check.truthy(ms and ms >= 55000 and ms <= 59000, long .. " -> " ..
+          tostring(v3))
+      end
     end)
 end)
 
