@@ -1,9 +1,11 @@
 /* main.c: the jobhost binary. Picks the command from the arguments, or the
  * Lambda runtime when the binary runs as `bootstrap` (a provided.al2023
  * function) or with no command under AWS_LAMBDA_RUNTIME_API. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cli_schedule.h"
@@ -68,6 +70,29 @@ static const command *find(const char *name)
   return NULL;
 }
 
+/* How every command ends. The output is flushed and checked here, so a
+ * result that could not be written (a full disk, a closed pipe) fails the
+ * command instead of vanishing. Then the process leaves without the
+ * libraries' exit handlers and destructors: OpenSSL's cleanup alone is
+ * some 1.3 million instructions and 0.4 MB of pages touched at the end of
+ * each cold run, for memory the kernel takes back anyway; nothing of
+ * jobhost's own waits for exit. Under the sanitizers the normal exit
+ * runs, for the leak check. */
+static int finish(int rc)
+{
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "jobhost: writing the output failed: %s\n",
+            strerror(errno ? errno : EIO));
+    if (rc == 0)
+      rc = 1;
+  }
+  fflush(stderr);
+#ifndef __SANITIZE_ADDRESS__
+  _exit(rc);
+#endif
+  return rc;
+}
+
 int main(int argc, char **argv)
 {
   const char *base = strrchr(argv[0], '/');
@@ -83,24 +108,24 @@ int main(int argc, char **argv)
   if (strcmp(base, "bootstrap") == 0 || (argc < 2 && api && *api)) {
     c = find("lambda");
     if (c)
-      return c->run(1, lambda_argv);
+      return finish(c->run(1, lambda_argv));
   }
   if (argc < 2) {
     usage(stderr);
-    return 2;
+    return finish(2);
   }
   if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
       strcmp(argv[1], "help") == 0) {
     usage(stdout);
-    return 0;
+    return finish(0);
   }
   if (strcmp(argv[1], "--version") == 0)
-    return cli_version(argc - 1, argv + 1);
+    return finish(cli_version(argc - 1, argv + 1));
   c = find(argv[1]);
   if (!c) {
     fprintf(stderr, "jobhost: unknown command \"%s\"\n\n", argv[1]);
     usage(stderr);
-    return 2;
+    return finish(2);
   }
-  return c->run(argc - 1, argv + 1);
+  return finish(c->run(argc - 1, argv + 1));
 }

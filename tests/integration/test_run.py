@@ -259,6 +259,21 @@ end }""" % out)
                       body["errorMessage"])
 
 
+class LostOutputTest(jhtest.Case):
+    def test_a_result_that_cannot_be_written_fails_the_run(self):
+        self.write_job("small", "return { run = function() "
+                       "return { ok = true } end }")
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run([jhtest.BIN, "run", "small"], stdout=full,
+                                  stderr=subprocess.PIPE, text=True,
+                                  env=self.env(), timeout=60)
+        self.record(proc.stderr)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn("writing the output failed: No space left on device",
+                      proc.stderr)
+        self.assertIn("outcome=success", proc.stderr)
+
+
 class LimitsTest(jhtest.Case):
     def assert_stopped(self, job, error_type, limit_s):
         started = time.monotonic()
@@ -399,6 +414,29 @@ end }""")
         env = self.env(PGPASSWORD="not-" + self.pg["PGPASSWORD"])
         code, _, err = self.run_job("one", env=env, expect_ok=False)
         self.assertIn("password authentication failed", err)
+
+    def test_scram_login_with_long_and_unusual_passwords(self):
+        # Beyond one SHA-256 block (64 bytes) OpenSSL hashes the key
+        # first; beyond 128 the stand-in keys every round as asked.
+        self.write_job("who", """
+return { run = function(ctx)
+  return { user = ctx.db:query("SELECT current_user AS u")[1].u }
+end }""")
+        for n, password in enumerate(["p" * 63, "q" * 64, "r" * 65,
+                                      "s" * 128, "t" * 129, "u" * 300,
+                                      "ünï cödé ' \\ \" ;", "k3Z"]):
+            role = "jobhost_pw%d" % n
+            jhtest.superuser_sql(
+                "DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN PASSWORD %s" % (
+                    role, role, "'" + password.replace("'", "''") + "'"))
+            self.secrets.append(password)
+            env = self.env(PGUSER=role, PGPASSWORD=password)
+            _, body, _ = self.run_job("who", env=env)
+            self.assertEqual(body, {"user": role}, len(password))
+            env = self.env(PGUSER=role, PGPASSWORD=password[:-1] + "!")
+            _, _, err = self.run_job("who", env=env, expect_ok=False)
+            self.assertIn("password authentication failed", err)
+            jhtest.superuser_sql("DROP ROLE %s" % role)
 
 
 class DryRunTest(jhtest.Case):
