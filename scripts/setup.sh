@@ -22,6 +22,7 @@ if [ -n "$missing" ]; then
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  echo "setup: installing$missing (a few minutes on a fresh machine)" >&2
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends $packages >/dev/null
 fi

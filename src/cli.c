@@ -122,7 +122,11 @@ int cli_run(int argc, char **argv)
     int common = common_option(argc, argv, &i);
 
     if (common < 0) {
-      fprintf(stderr, "jobhost run: bad value for %s\n", a);
+      fprintf(stderr, "jobhost run: bad value \"%s\" for %s: %s\n",
+              argv[i], a,
+              strcmp(a, "--log-format") == 0
+                  ? "text or json"
+                  : "trace, debug, info, warn, error or fatal");
       goto out;
     }
     if (common)
@@ -220,7 +224,7 @@ static void warn_if_never_fires(lua_State *L)
 int cli_check(int argc, char **argv)
 {
   const char *dir = NULL;
-  char **all = NULL;
+  char **all = NULL, **misnamed;
   char **names;
   char err[2048];
   int i, named = 0, failed = 0, checked = 0;
@@ -253,11 +257,20 @@ int cli_check(int argc, char **argv)
   } else {
     all = job_list(dir);
     if (!all) {
-      fprintf(stderr, "jobhost check: cannot read the jobs folder %s: %s\n",
+      fprintf(stderr,
+              "jobhost check: cannot read the jobs folder %s: %s (give "
+              "--jobs DIR or set JOBHOST_JOBS)\n",
               dir, strerror(errno));
       return 1;
     }
     names = all;
+    misnamed = job_list_misnamed(dir);
+    for (i = 0; misnamed && misnamed[i]; i++)
+      printf("skipped %s.lua\n  warning: not a job: a job's name is made "
+             "of letters, digits, '_', '-' and '.' and does not start with "
+             "'.'; no run, rule or runtime sees this file\n",
+             misnamed[i]);
+    job_list_free(misnamed);
   }
   for (i = 0; named ? i < argc - 1 : names[i] != NULL; i++) {
     if (!names[i])

@@ -92,7 +92,8 @@ static const char *option_value(int argc, char **argv, int *i, const char *name,
 }
 
 /* Fills opts from the arguments. Returns -1 with a message printed on bad
- * usage, 1 when --help was asked for, else 0. */
+ * usage (-2 when nothing was given at all), 1 when --help was asked for,
+ * else 0. */
 static int parse_args(int argc, char **argv, options *opts)
 {
   char err[SCHEDULE_ERR_MAX];
@@ -132,7 +133,7 @@ static int parse_args(int argc, char **argv, options *opts)
   if ((opts->target == NULL) == (opts->crontab == NULL)) {
     fprintf(stderr, "jobhost schedule: give an expression, a job or "
                     "--from-crontab LINE\n");
-    return -1;
+    return -2;
   }
   if (count != NULL) {
     char *end;
@@ -305,10 +306,14 @@ int cli_schedule(int argc, char **argv)
   options opts;
   int rc = parse_args(argc, argv, &opts);
 
-  if (rc != 0) {
+  /* A mistake in one option is told in one line, not buried under the
+   * whole usage. */
+  if (rc == -1)
+    fputs("`jobhost schedule --help` tells more\n", stderr);
+  if (rc != 0 && rc != -1)
     usage(rc > 0 ? stdout : stderr);
+  if (rc != 0)
     return rc > 0 ? EXIT_OK : EXIT_USAGE;
-  }
   if (opts.crontab != NULL)
     return from_crontab(&opts);
   if (!is_job_name(opts.target))
@@ -323,5 +328,7 @@ int cli_schedule(int argc, char **argv)
     fprintf(stderr, "jobhost schedule: %s declares no schedule\n", source);
     return EXIT_INVALID;
   }
+  /* Which expression the times are of; stdout stays the times alone. */
+  fprintf(stderr, "jobhost schedule: %s: %s\n", source, expr);
   return preview(&opts, expr, source);
 }

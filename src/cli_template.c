@@ -73,6 +73,11 @@ int cli_template(int argc, char **argv)
         return 2;
       }
       secrets[n_secrets++] = a;
+    } else if (i + 1 == argc && (strcmp(a, "--format") == 0 ||
+                                 strcmp(a, "--jobs") == 0 ||
+                                 strcmp(a, "--secret") == 0)) {
+      fprintf(stderr, "jobhost template: %s needs a value\n", a);
+      return 2;
     } else {
       fprintf(stderr, "jobhost template: unknown argument %s\n", a);
       usage(stderr);

@@ -358,7 +358,9 @@ static int name_cmp(const void *a, const void *b)
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-char **job_list(const char *dir)
+/* The stems of dir's *.lua files whose stem is (valid set) or is not a
+ * job name, sorted. */
+static char **list_lua(const char *dir, int valid)
 {
   DIR *d = opendir(dir);
   struct dirent *e;
@@ -381,7 +383,7 @@ char **job_list(const char *dir)
     names[n] = strndup(e->d_name, len - 4);
     if (!names[n])
       goto fail;
-    if (!job_name_valid(names[n])) {
+    if (!job_name_valid(names[n]) == !!valid) {
       free(names[n]);
       continue;
     }
@@ -402,6 +404,16 @@ fail:
     free(names[--n]);
   free(names);
   return NULL;
+}
+
+char **job_list(const char *dir)
+{
+  return list_lua(dir, 1);
+}
+
+char **job_list_misnamed(const char *dir)
+{
+  return list_lua(dir, 0);
 }
 
 void job_list_free(char **names)
@@ -506,6 +518,10 @@ static void coerce_param(lua_State *L, int def, const char *key)
   int want = lua_type(L, def);
   const char *s;
 
+  /* A default of json.null has no type to convert to: any value goes,
+   * a --param as its string. */
+  if (json_is_null(L, def))
+    return;
   if (lua_type(L, -1) != LUA_TSTRING || want == LUA_TSTRING)
     goto check;
   s = lua_tostring(L, -1);
@@ -551,6 +567,25 @@ check:
     const char *type = luaL_typename(L, -1);
     const char *text;
 
+    /* A string (every --param is one) that does not read as the type. */
+    if (lua_type(L, -1) == LUA_TSTRING && want != LUA_TTABLE) {
+      const char *what = lua_type_word(want);
+
+      if (want == LUA_TBOOLEAN) {
+        what = "true or false";
+      } else if (want == LUA_TNUMBER && lua_isinteger(L, def)) {
+        what = "a whole number";
+        /* 9223372036854775808 reads as a float with no fraction. */
+        if (lua_stringtonumber(L, lua_tostring(L, -1))) {
+          lua_Number v = lua_tonumber(L, -1);
+          if (v == floor(v))
+            what = "a whole number in the 64-bit integer range";
+          lua_pop(L, 1);
+        }
+      }
+      luaL_error(L, "param \"%s\": \"%s\" is not %s, as its default is",
+                 key, lua_tostring(L, -1), what);
+    }
     /* A table from the event reads as the JSON it came as. */
     if (lua_istable(L, -1)) {
       text = job_error_text(L, -1);

@@ -97,6 +97,9 @@ int job_schedule_of(const char *name, char *out, size_t outlen, char *err,
 /* Lists the job names in dir, sorted: a NULL-terminated malloc'd array
  * of malloc'd strings (free with job_list_free), or NULL on error. */
 char **job_list(const char *dir);
+/* The same for the *.lua files in dir that are no job because their name
+ * is not a job name (job_name_valid): "with space" for "with space.lua". */
+char **job_list_misnamed(const char *dir);
 void job_list_free(char **names);
 
 /* Builds the ctx table a job or the REPL sees and pushes it. The state

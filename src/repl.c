@@ -74,14 +74,15 @@ typedef enum { EVAL_DONE, EVAL_FAILED, EVAL_MORE } eval_status;
 
 static void usage(FILE *out)
 {
-  fputs("usage: jobhost repl [--db CONNINFO | --secret ID] [--write]"
+  fputs("usage: jobhost repl [--db TARGET | --secret ID] [--write]"
         " [--jobs DIR]\n"
         "\n"
         "Interactive Lua with the ctx a job gets, for writing jobs:\n"
         "query results print as tables, .run JOB runs a job dry.\n"
         "\n"
         "options:\n"
-        "  --db CONNINFO   connect ctx.db here (a conninfo string or URI)\n"
+        "  --db TARGET     connect ctx.db here (a conninfo string, a URI or\n"
+        "                  a secret id)\n"
         "  --secret ID     connect ctx.db with this secret (id or ARN)\n"
         "                  default: $JOBHOST_DATABASE, else libpq's PG*\n"
         "                  environment\n"

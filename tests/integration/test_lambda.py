@@ -697,6 +697,12 @@ class LockTest(LambdaCase):
             holder.stdin.close()
             holder.wait(10)
             holder.stdout.close()
+        # psql has exited; its backend lets the lock go as it ends, a
+        # moment later.
+        deadline = time.monotonic() + 10
+        while self.advisory_locks() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.advisory_locks(), 0)
         self.assertEqual(self.assert_ok(api, self.invoke(
             api, {"job": "locked"})), {"ran": True})
 

@@ -503,9 +503,30 @@ return { params = { n = 10, name = "a", on = false, ratio = 0.5 },
         code, body, _ = self.run_job("p", "--param", "nn=1",
                                      expect_ok=False)
         self.assertIn('unknown param "nn"', body["errorMessage"])
-        code, body, _ = self.run_job("p", "--param", "n=abc",
-                                     expect_ok=False)
-        self.assertIn('param "n"', body["errorMessage"])
+        for arg, message in [
+                ("n=abc", 'param "n": "abc" is not a whole number'),
+                ("n=1.5", 'param "n": "1.5" is not a whole number'),
+                ("n=9223372036854775808", "in the 64-bit integer range"),
+                ("ratio=x", 'param "ratio": "x" is not a number'),
+                ("on=yes", 'param "on": "yes" is not true or false')]:
+            code, body, _ = self.run_job("p", "--param", arg,
+                                         expect_ok=False)
+            self.assertIn(message, body["errorMessage"])
+
+    def test_a_null_default_takes_any_value(self):
+        self.write_job("opt", """
+local json = require "json"
+return { params = { since = json.null },
+  run = function(ctx, p)
+    return { since = p.since, is_null = p.since == json.null }
+  end }""")
+        _, body, _ = self.run_job("opt")
+        self.assertEqual(body, {"since": None, "is_null": True})
+        _, body, _ = self.run_job("opt", "--param", "since=2026-01-01")
+        self.assertEqual(body, {"since": "2026-01-01", "is_null": False})
+        _, body, _ = self.run_job(
+            "opt", "--event", '{"params": {"since": [1, 2]}}')
+        self.assertEqual(body, {"since": [1, 2], "is_null": False})
 
 
 if __name__ == "__main__":

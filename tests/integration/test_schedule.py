@@ -170,7 +170,12 @@ class ScheduleCommand(unittest.TestCase):
             proc = schedule(*args)
             self.assertEqual(proc.returncode, 2, args)
             self.assertIn(message, proc.stderr)
-            self.assertIn("usage: jobhost schedule", proc.stderr)
+            if args:
+                # One line that says what is wrong, and where to read on.
+                self.assertNotIn("usage:", proc.stderr)
+                self.assertIn("jobhost schedule --help", proc.stderr)
+            else:
+                self.assertIn("usage: jobhost schedule", proc.stderr)
 
     def test_help(self):
         proc = schedule("--help")
@@ -267,6 +272,7 @@ class JobSchedule(unittest.TestCase):
         self.assertEqual(proc.returncode, 0, proc.stderr)
         self.assertEqual(proc.stdout.split(), ["2025-03-01T02:30:00Z",
                                                "2025-03-02T02:30:00Z"])
+        self.assertIn("nightly.lua: cron(30 2 * * ? *)", proc.stderr)
 
     def test_job_without_schedule(self):
         self.write_job("adhoc", "")
