@@ -1,7 +1,9 @@
 /* redact.c: the registry of values never to be shown, and the scrubber
- * the log sink and job outcomes use. A handful of secrets live in a
- * process, so a list and memmem are enough; the scan runs only when a
- * value is registered. */
+ * the log sink and job outcomes use. A handful of secrets live in most
+ * processes, so a list and memmem are enough; the scan runs only when a
+ * value is registered. The list has no fixed size: a warm Lambda process
+ * that fetches new versions of its secrets for weeks, or a job that reads
+ * hundreds, keeps every value hidden. */
 #include "redact.h"
 
 #include <stdio.h>
@@ -9,31 +11,42 @@
 #include <string.h>
 
 #define REDACT_MARK "[redacted]"
-#define REDACT_MAX 256
 /* Escaped forms registered beside a value: as a JSON string, as a JSON
  * string inside a JSON string, and once more. */
 #define REDACT_ESCAPE_LEVELS 3
 
-static struct {
+typedef struct {
   char *value;
   size_t len;
-} known[REDACT_MAX];
-static size_t nknown;
+} known_value;
 
-/* Registers one form of a value; see redact_add. */
-static void add_form(const char *value, size_t len)
+static known_value *known;
+static size_t nknown, known_cap;
+
+/* Registers one form of a value; see redact_add. Returns 0, or -1 when
+ * memory ran out. */
+static int add_form(const char *value, size_t len)
 {
   size_t i;
   char *copy;
 
-  if (!value || len < REDACT_MIN_LEN || nknown == REDACT_MAX)
-    return;
+  if (!value || len < REDACT_MIN_LEN)
+    return 0;
   for (i = 0; i < nknown; i++)
     if (known[i].len == len && memcmp(known[i].value, value, len) == 0)
-      return;
+      return 0;
+  if (nknown == known_cap) {
+    size_t cap = known_cap ? known_cap * 2 : 32;
+    known_value *grown = realloc(known, cap * sizeof *known);
+
+    if (!grown)
+      return -1;
+    known = grown;
+    known_cap = cap;
+  }
   copy = malloc(len);
   if (!copy)
-    return;
+    return -1;
   memcpy(copy, value, len);
 
   /* Longer values first, so a value that contains another is replaced
@@ -43,6 +56,7 @@ static void add_form(const char *value, size_t len)
   known[i].value = copy;
   known[i].len = len;
   nknown++;
+  return 0;
 }
 
 /* A value shows in a JSON record or a quoted text field with its
@@ -89,12 +103,11 @@ static char *json_escaped(const char *value, size_t len, size_t *outlen)
   return out;
 }
 
-void redact_add(const char *value, size_t len)
+int redact_add(const char *value, size_t len)
 {
   char *form = NULL;
-  int level;
+  int level, rc = add_form(value, len);
 
-  add_form(value, len);
   /* A job may encode a value itself (json.encode(ctx.secret(id))) and
    * return that text, which the result escapes once more: each level of
    * escaping, up to REDACT_ESCAPE_LEVELS, is a form of its own. */
@@ -107,9 +120,11 @@ void redact_add(const char *value, size_t len)
     if (!form)
       break;
     len = elen;
-    add_form(form, len);
+    if (add_form(form, len) != 0)
+      rc = -1;
   }
   free(form);
+  return rc;
 }
 
 int redact_active(void)
@@ -178,4 +193,7 @@ void redact_clear(void)
 {
   while (nknown > 0)
     free(known[--nknown].value);
+  free(known);
+  known = NULL;
+  known_cap = 0;
 }

@@ -14,9 +14,12 @@
  * words. */
 #define REDACT_MIN_LEN 4
 
-/* Registers a value (copied). Values shorter than REDACT_MIN_LEN, and
- * ones already known, are ignored. Thread-compatible, not thread-safe. */
-void redact_add(const char *value, size_t len);
+/* Registers a value (copied), with no limit on how many. Values shorter
+ * than REDACT_MIN_LEN, and ones already known, are ignored. Returns 0, or
+ * -1 when memory ran out and some form of the value is not registered:
+ * the value must then not be handed out. Thread-compatible, not
+ * thread-safe. */
+int redact_add(const char *value, size_t len);
 
 /* Whether any value is registered. */
 int redact_active(void);

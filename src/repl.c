@@ -752,6 +752,33 @@ static char *history_path(void)
   return path;
 }
 
+/* The largest history file read: REPL_HISTORY_MAX lines are far less. */
+#define HISTORY_FILE_MAX (16L * 1024 * 1024)
+
+/* Whether path can serve as the history file: missing (it is created), or
+ * a regular file of a sane size. Anything else (a device, a FIFO, a
+ * directory) would be read without end or written over; the REPL then
+ * keeps no history, saying so. */
+static int history_usable(const char *path)
+{
+  struct stat st;
+
+  if (stat(path, &st) != 0)
+    return errno == ENOENT;
+  if (!S_ISREG(st.st_mode)) {
+    fprintf(stderr, "jobhost repl: history file %s is not a regular file; "
+            "no history is kept (set JOBHOST_HISTORY to a file, or empty "
+            "for none)\n", path);
+    return 0;
+  }
+  if (st.st_size > HISTORY_FILE_MAX) {
+    fprintf(stderr, "jobhost repl: history file %s is over %ld MB; no "
+            "history is kept\n", path, HISTORY_FILE_MAX / (1024 * 1024));
+    return 0;
+  }
+  return 1;
+}
+
 /* Adds an input to the history and saves it, readable by its owner
  * alone (inputs may hold conninfo strings). An input that starts with a
  * space is not kept, as in shells. */
@@ -937,6 +964,10 @@ int repl_main(int argc, char **argv)
     return 1;
   if (r.interactive) {
     r.history = history_path();
+    if (r.history && !history_usable(r.history)) {
+      free(r.history);
+      r.history = NULL;
+    }
     completing = &r;
     if (repl_edit_open(REPL_HISTORY_MAX, r.history, next_candidate) != 0)
       fputs("jobhost repl: libedit not found; lines are read without "

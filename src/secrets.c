@@ -155,18 +155,20 @@ static int choose_provider(const char *id, provider *p, secrets_error *err)
 
 /* Registers a fetched value with the redactor (redact.h): the whole
  * value, and for a JSON object the string fields that by their name hold
- * credentials, which a job is likelier to log than the whole secret. */
-static void register_for_redaction(const secrets_value *v)
+ * credentials, which a job is likelier to log than the whole secret.
+ * Returns 0, or -1 when memory ran out: the value is then not handed
+ * out, since it could not be hidden. */
+static int register_for_redaction(const secrets_value *v)
 {
   static const char *const fields[] = {
       "password", "secret", "token", "key", "api_key", "apiKey",
       "secret_key", "secretKey", "access_key", "accessKey", "private_key",
       "privateKey", "client_secret", "clientSecret"};
   size_t i;
+  int rc = redact_add(v->data, v->len);
 
-  redact_add(v->data, v->len);
   if (v->binary)
-    return;
+    return rc;
   for (i = 0; i < sizeof fields / sizeof *fields; i++) {
     sjson_span s;
     size_t n;
@@ -174,13 +176,17 @@ static void register_for_redaction(const secrets_value *v)
     int found = sjson_member(v->data, v->len, fields[i], &s);
 
     if (found < 0)
-      return; /* not a JSON object */
-    if (!found || s.kind != SJSON_STRING || !(text = sjson_string(&s, &n)))
+      return rc; /* not a JSON object */
+    if (!found || s.kind != SJSON_STRING)
       continue;
-    redact_add(text, n);
+    if (!(text = sjson_string(&s, &n)))
+      return -1;
+    if (redact_add(text, n) != 0)
+      rc = -1;
     explicit_bzero(text, n);
     free(text);
   }
+  return rc;
 }
 
 /* Fetches through provider p; the lock is held. */
@@ -231,8 +237,12 @@ int secrets_get(const char *id, secrets_mode mode, int64_t deadline_ms,
 
   started_us = clock_mono_us();
   rc = fetch(p, &q, out, err);
-  if (rc == 0)
-    register_for_redaction(out);
+  if (rc == 0 && register_for_redaction(out) != 0) {
+    secrets_value_free(out);
+    secrets_fail(err, "OutOfMemory",
+                 "secret %s: out of memory hiding its value from logs", id);
+    rc = -1;
+  }
   if (rc == 0 && mode != SECRETS_PENDING && ttl > 0)
     cache_put(id, out, ttl, clock_mono_us());
   if (rc == 0)

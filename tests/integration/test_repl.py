@@ -531,6 +531,18 @@ class TerminalTest(ReplCase):
         self.prompt(t, r'\n"first session"\n')
         self.assertEqual(t.finish(), 0)
 
+    def test_a_history_path_that_is_no_file_turns_history_off(self):
+        # /dev/zero would be read without end.
+        for path in ("/dev/zero", self.tmp):
+            self.history = path
+            t = self.start()
+            t.expect("history file %s is not a regular file; no history is "
+                     "kept" % re.escape(path))
+            self.prompt(t)
+            t.send("6 * 7\r")
+            self.prompt(t, r"\n42\n")
+            self.assertEqual(t.finish(), 0)
+
     def test_tab_completes_globals_fields_and_methods(self):
         t = self.start()
         self.prompt(t)
