@@ -48,6 +48,7 @@ int secrets_file_fetch(const secrets_query *q, secrets_value *out,
   char *text = NULL;
   size_t len = 0;
   sjson_span v;
+  size_t bad_at = 0;
   int found, rc = -1;
 
   memset(out, 0, sizeof *out);
@@ -69,10 +70,24 @@ int secrets_file_fetch(const secrets_query *q, secrets_value *out,
     return -1;
   }
 
-  found = sjson_member(text, len, q->id, &v);
+  found = sjson_member_at(text, len, q->id, &v, &bad_at);
   if (found < 0) {
+    /* Where, by line and column, never what: the file holds secrets. */
+    size_t i, line = 1, column = 1;
+
+    for (i = 0; i < bad_at && i < len; i++) {
+      if (text[i] == '\n') {
+        line++;
+        column = 1;
+      } else {
+        column++;
+      }
+    }
     secrets_fail(err, "FileError",
-                 "secret %s: %s is not a JSON object", q->id, path);
+                 "secret %s: %s is not a well-formed JSON object: the "
+                 "error is at line %zu, column %zu%s",
+                 q->id, path, line, column,
+                 bad_at >= len ? " (the text ends too soon)" : "");
     goto out;
   }
   if (!found) {

@@ -86,6 +86,10 @@ typedef struct {
  * not a well-formed JSON object. Duplicate keys: the last one wins. */
 int sjson_member(const char *text, size_t len, const char *key,
                  sjson_span *val);
+/* The same, and on -1 the offset of about where text stops being one
+ * (the end of the text when it stops short) in *bad_at. */
+int sjson_member_at(const char *text, size_t len, const char *key,
+                    sjson_span *val, size_t *bad_at);
 
 /* The bytes of a string span, escapes resolved (\u pairs to UTF-8), as a
  * new NUL-terminated string; *out_len is its length. NULL when out of

@@ -220,15 +220,15 @@ static int key_equals(const sjson_span *s, const char *key)
   return eq;
 }
 
-int sjson_member(const char *text, size_t len, const char *key,
-                 sjson_span *val)
+int sjson_member_at(const char *text, size_t len, const char *key,
+                    sjson_span *val, size_t *bad_at)
 {
   cursor c = {text, text + len};
   int found = 0;
 
   skip_ws(&c);
   if (c.p >= c.end || *c.p != '{')
-    return -1;
+    goto bad;
   c.p++;
   skip_ws(&c);
   if (c.p < c.end && *c.p == '}') {
@@ -239,13 +239,13 @@ int sjson_member(const char *text, size_t len, const char *key,
     sjson_span k, v;
 
     if (skip_value(&c, 1, &k) || k.kind != SJSON_STRING)
-      return -1;
+      goto bad;
     skip_ws(&c);
     if (c.p >= c.end || *c.p != ':')
-      return -1;
+      goto bad;
     c.p++;
     if (skip_value(&c, 1, &v))
-      return -1;
+      goto bad;
     if (key_equals(&k, key)) {
       *val = v;
       found = 1;
@@ -256,13 +256,24 @@ int sjson_member(const char *text, size_t len, const char *key,
       break;
     }
     if (c.p >= c.end || *c.p != ',')
-      return -1;
+      goto bad;
     c.p++;
   }
 
 tail:
   skip_ws(&c);
-  return c.p == c.end ? found : -1;
+  if (c.p == c.end)
+    return found;
+bad:
+  if (bad_at)
+    *bad_at = (size_t)(c.p - text);
+  return -1;
+}
+
+int sjson_member(const char *text, size_t len, const char *key,
+                 sjson_span *val)
+{
+  return sjson_member_at(text, len, key, val, NULL);
 }
 
 /* Writes code point u as UTF-8 at out; returns the bytes written. */

@@ -664,6 +664,19 @@ return { run = function(ctx) return ctx.secret("a") end }""",
                                              JOBHOST_SECRETS_FILE=path),
                                          expect_ok=False)
         self.assertEqual(body["errorType"], "Secrets.FileError")
+        # Where the mistake is, by line and column; never the text.
+        col = len('{"a": "' + hidden + '", "b": ') + 1
+        self.assertIn("is not a well-formed JSON object: the error is at "
+                      "line 1, column %d" % col, body["errorMessage"])
+        with open(path, "w") as f:
+            f.write('{\n  "a": "' + hidden + '",\n  "b": "cut')
+        _, body, _ = self.run_secret_job("filebad2", """
+return { run = function(ctx) return ctx.secret("a") end }""",
+                                         env=self.sm_env(
+                                             JOBHOST_SECRETS_FILE=path),
+                                         expect_ok=False)
+        self.assertIn("line 3, column 12 (the text ends too soon)",
+                      body["errorMessage"])
 
     def test_extension_provider(self):
         value = "e-" + pysecrets.token_hex(8)
