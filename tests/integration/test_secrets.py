@@ -656,27 +656,26 @@ end }""")
         path = os.path.join(self.tmp, "secrets.json")
         hidden = "h-" + pysecrets.token_hex(8)
         self.secrets.append(hidden)
-        with open(path, "w") as f:
-            f.write('{"a": "' + hidden + '", "b": }')
-        _, body, _ = self.run_secret_job("filebad", """
+
+        def error_of(text, name):
+            with open(path, "w") as f:
+                f.write(text)
+            _, body, _ = self.run_secret_job(name, """
 return { run = function(ctx) return ctx.secret("a") end }""",
-                                         env=self.sm_env(
-                                             JOBHOST_SECRETS_FILE=path),
-                                         expect_ok=False)
-        self.assertEqual(body["errorType"], "Secrets.FileError")
+                                             env=self.sm_env(
+                                                 JOBHOST_SECRETS_FILE=path),
+                                             expect_ok=False)
+            self.assertEqual(body["errorType"], "Secrets.FileError")
+            return body["errorMessage"]
+
         # Where the mistake is, by line and column; never the text.
         col = len('{"a": "' + hidden + '", "b": ') + 1
         self.assertIn("is not a well-formed JSON object: the error is at "
-                      "line 1, column %d" % col, body["errorMessage"])
-        with open(path, "w") as f:
-            f.write('{\n  "a": "' + hidden + '",\n  "b": "cut')
-        _, body, _ = self.run_secret_job("filebad2", """
-return { run = function(ctx) return ctx.secret("a") end }""",
-                                         env=self.sm_env(
-                                             JOBHOST_SECRETS_FILE=path),
-                                         expect_ok=False)
+                      "line 1, column %d" % col,
+                      error_of('{"a": "' + hidden + '", "b": }', "filebad"))
         self.assertIn("line 3, column 12 (the text ends too soon)",
-                      body["errorMessage"])
+                      error_of('{\n  "a": "' + hidden + '",\n  "b": "cut',
+                               "filebad2"))
 
     def test_extension_provider(self):
         value = "e-" + pysecrets.token_hex(8)
