@@ -18,6 +18,7 @@
 
 #include "clock.h"
 #include "db_stmt.h"
+#include "env.h"
 #include "host.h"
 #include "secrets.h"
 
@@ -93,17 +94,9 @@ static target_kind classify(const char *target)
 
 static int64_t connect_timeout_ms(void)
 {
-  const char *s = getenv("JOBHOST_CONNECT_TIMEOUT");
-  char *end;
-  long v;
-
-  if (s && *s) {
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno == 0 && *end == '\0' && v > 0 && v < 3600)
-      return (int64_t)v * 1000;
-  }
-  return DB_CONNECT_TIMEOUT_S * 1000;
+  return (int64_t)env_long("JOBHOST_CONNECT_TIMEOUT", 1, 3599,
+                           DB_CONNECT_TIMEOUT_S) *
+         1000;
 }
 
 /* One connection attempt with the target's keywords plus ours. */

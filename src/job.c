@@ -18,6 +18,7 @@
 
 #include "clock.h"
 #include "db.h"
+#include "env.h"
 #include "host.h"
 #include "json.h"
 #include "log.h"
@@ -793,17 +794,9 @@ static int protected_run(lua_State *L)
 
 static size_t env_memory_limit(void)
 {
-  const char *env = getenv("JOBHOST_MEMORY_MB");
-  char *end;
-  long mb;
-
-  if (env && *env) {
-    errno = 0;
-    mb = strtol(env, &end, 10);
-    if (!errno && *end == '\0' && mb > 0)
-      return (size_t)mb * 1024 * 1024;
-  }
-  return (size_t)JOB_DEFAULT_MEMORY_MB * 1024 * 1024;
+  return (size_t)env_long("JOBHOST_MEMORY_MB", 1, JOB_MAX_MEMORY_MB,
+                          JOB_DEFAULT_MEMORY_MB) *
+         1024 * 1024;
 }
 
 int job_run(const job_request *req, job_outcome *out)

@@ -22,6 +22,7 @@
 
 #include "clock.h"
 #include "db.h"
+#include "env.h"
 #include "host.h"
 #include "job.h"
 #include "lambda_api.h"
@@ -70,19 +71,8 @@ static void install_signals(void)
  * the default. */
 static int64_t deadline_margin(void)
 {
-  const char *env = getenv("JOBHOST_DEADLINE_MARGIN_MS");
-  char *end;
-  long ms;
-
-  if (env && *env) {
-    errno = 0;
-    ms = strtol(env, &end, 10);
-    if (!errno && *end == '\0' && ms >= 0 && ms <= 60000)
-      return ms;
-    log_emit(LOG_WARN, "ignoring JOBHOST_DEADLINE_MARGIN_MS",
-             (log_field[]){LOG_S("value", env)}, 1);
-  }
-  return LAMBDA_DEFAULT_MARGIN_MS;
+  return env_long("JOBHOST_DEADLINE_MARGIN_MS", 0, 60000,
+                  LAMBDA_DEFAULT_MARGIN_MS);
 }
 
 /* Posts the failure in out: to invocation/ID/error, or init/error when

@@ -20,6 +20,7 @@
 #include <lua.h>
 
 #include "clock.h"
+#include "env.h"
 #include "json.h"
 #include "redact.h"
 
@@ -215,20 +216,31 @@ void log_configure(FILE *out, log_format format, log_level min)
 
 void log_configure_from_env(void)
 {
-  const char *fmt = getenv("AWS_LAMBDA_LOG_FORMAT");
-  const char *lvl = getenv("AWS_LAMBDA_LOG_LEVEL");
-  int parsed;
+  const char *fmt_name = "AWS_LAMBDA_LOG_FORMAT";
+  const char *lvl_name = "AWS_LAMBDA_LOG_LEVEL";
+  const char *fmt = getenv(fmt_name);
+  const char *lvl = getenv(lvl_name);
+  int parsed = -1, bad_fmt = 0;
 
   if (!fmt || !*fmt)
-    fmt = getenv("JOBHOST_LOG_FORMAT");
+    fmt = getenv(fmt_name = "JOBHOST_LOG_FORMAT");
   if (!lvl || !*lvl)
-    lvl = getenv("JOBHOST_LOG_LEVEL");
+    lvl = getenv(lvl_name = "JOBHOST_LOG_LEVEL");
   if (fmt && strcasecmp(fmt, "json") == 0)
     log_fmt = LOG_JSON;
   else if (fmt && strcasecmp(fmt, "text") == 0)
     log_fmt = LOG_TEXT;
+  else if (fmt && *fmt)
+    bad_fmt = 1;
   if (lvl && (parsed = log_level_parse(lvl)) >= 0)
     log_min = (log_level)parsed;
+  /* Told once the sink is set up as far as it can be. */
+  if (bad_fmt)
+    env_warn(fmt_name, fmt, "json or text",
+             log_fmt == LOG_JSON ? "json" : "text");
+  if (lvl && *lvl && parsed < 0)
+    env_warn(lvl_name, lvl, "trace, debug, info, warn, error or fatal",
+             log_level_name(log_min));
 }
 
 void log_set_request_id(const char *id)

@@ -28,6 +28,7 @@
 #include <lauxlib.h>
 
 #include "db.h"
+#include "env.h"
 #include "host.h"
 #include "job.h"
 #include "redact.h"
@@ -293,15 +294,7 @@ static int setup_state(lua_State *L)
  * REPL_MEMORY_MB. */
 static long memory_limit_mb(void)
 {
-  const char *env = getenv("JOBHOST_MEMORY_MB");
-  char *end;
-  long mb;
-
-  if (!env || !*env)
-    return REPL_MEMORY_MB;
-  errno = 0;
-  mb = strtol(env, &end, 10);
-  return errno || *end || mb <= 0 ? REPL_MEMORY_MB : mb;
+  return env_long("JOBHOST_MEMORY_MB", 1, JOB_MAX_MEMORY_MB, REPL_MEMORY_MB);
 }
 
 /* Opens the session's state. Returns 0, or -1 with a message written. */

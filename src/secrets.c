@@ -16,6 +16,7 @@
 #include <lauxlib.h>
 
 #include "clock.h"
+#include "env.h"
 #include "host.h"
 #include "json.h"
 #include "log.h"
@@ -211,7 +212,7 @@ int secrets_get(const char *id, secrets_mode mode, int64_t deadline_ms,
                                                  : "AWSCURRENT",
                      deadline_ms};
   int64_t now_us, started_us;
-  long ttl = secrets_env_long("JOBHOST_SECRETS_TTL", 0, MAX_TTL_S,
+  long ttl = env_long("JOBHOST_SECRETS_TTL", 0, MAX_TTL_S,
                               DEFAULT_TTL_S);
   const cache_entry *hit;
   provider p;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "env.h"
 #include "sigv4.h"
 
 #define DEFAULT_PORT 2773
@@ -39,7 +40,7 @@ int secrets_ext_fetch(http_client *http, const secrets_query *q,
                       secrets_value *out, secrets_error *err)
 {
   const char *token = getenv("AWS_SESSION_TOKEN");
-  long port = secrets_env_long("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
+  long port = env_long("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
                                1, 65535, DEFAULT_PORT);
   char url[8192];
   http_header headers[1];

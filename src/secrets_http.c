@@ -17,6 +17,7 @@
 #include <openssl/rand.h>
 
 #include "clock.h"
+#include "env.h"
 #include "log.h"
 
 #define BACKOFF_BASE_MS 100
@@ -206,21 +207,6 @@ int secrets_answer_error(const char *id, const http_response *resp,
   return retry;
 }
 
-long secrets_env_long(const char *name, long min, long max, long fallback)
-{
-  const char *s = getenv(name);
-  char *end;
-  long n;
-
-  if (!s || !*s)
-    return fallback;
-  errno = 0;
-  n = strtol(s, &end, 10);
-  if (errno || *end || n < min || n > max)
-    return fallback;
-  return n;
-}
-
 int secrets_retry_wait(const char *id, const secrets_error *err,
                        int attempt, int64_t deadline_ms)
 {
@@ -229,7 +215,7 @@ int secrets_retry_wait(const char *id, const secrets_error *err,
   struct timespec ts;
   int i;
 
-  if (attempt >= secrets_env_long("AWS_MAX_ATTEMPTS", 1, 100,
+  if (attempt >= env_long("AWS_MAX_ATTEMPTS", 1, 100,
                                   DEFAULT_MAX_ATTEMPTS))
     return -1;
   for (i = 1; i < attempt && ceiling < BACKOFF_CAP_MS; i++)

@@ -53,10 +53,6 @@ int secrets_answer_error(const char *id, const http_response *resp,
 int secrets_retry_wait(const char *id, const secrets_error *err,
                        int attempt, int64_t deadline_ms);
 
-/* The integer in environment variable name when it lies in min..max,
- * else fallback. */
-long secrets_env_long(const char *name, long min, long max, long fallback);
-
 /* How long one HTTP exchange may take: the time left before the deadline
  * (less a margin), at most `cap_ms`; 0 when the deadline has passed. */
 long secrets_attempt_timeout_ms(int64_t deadline_ms, long cap_ms);

@@ -259,6 +259,26 @@ end }""" % out)
                       body["errorMessage"])
 
 
+class EnvironmentTest(jhtest.Case):
+    def test_unusable_settings_are_named_not_ignored(self):
+        self.write_job("small", "return { run = function() "
+                       "return { ok = true } end }")
+        env = self.env(JOBHOST_MEMORY_MB="1G", JOBHOST_LOG_LEVEL="verbose",
+                       JOBHOST_LOG_FORMAT="xml", JOBHOST_SECRETS_TTL="-5")
+        _, body, err = self.run_job("small", env=env)
+        self.assertEqual(body, {"ok": True})
+        for variable, value, using in [
+                ("JOBHOST_MEMORY_MB", "1G", "256"),
+                ("JOBHOST_LOG_LEVEL", "verbose", "INFO"),
+                ("JOBHOST_LOG_FORMAT", "xml", "text")]:
+            line = next((l for l in err.splitlines()
+                         if "variable=" + variable in l), "")
+            self.assertIn("ignoring an environment variable", line, err)
+            self.assertIn("value=" + value, line)
+            self.assertIn("using=" + using, line)
+        self.assertEqual(err.count("variable=JOBHOST_MEMORY_MB"), 1)
+
+
 class LostOutputTest(jhtest.Case):
     def test_a_result_that_cannot_be_written_fails_the_run(self):
         self.write_job("small", "return { run = function() "
