@@ -3,15 +3,26 @@
 --
 --   local batch = require "batch"
 --   local r = batch.run(ctx, { reserve_ms = 5000 }, function()
---     return db:exec(delete_sql, cutoff, 5000)   -- rows handled
+--     return ctx.db:exec(delete_sql, cutoff, 5000)   -- rows handled
 --   end)
 --   -- r = { done = true|false, rows = N, batches = N }
 --
 -- A step that handles 0 rows ends the loop with done = true. Before each
 -- step the time left is compared with the reserve plus twice the slowest
 -- step so far, so a run stops early and reports what it did instead of
--- being cut off in the middle of a batch.
+-- being cut off in the middle of a batch. A stop with work left is also
+-- logged as a warning: on Lambda no one reads the result.
 local M = {}
+
+-- The result of a stop with work left, logged.
+local function stopped(ctx, why, rows, batches, reserve)
+  ctx.log.warn(batches == 0 and "batch ran no batch: less time left than "
+      .. "its reserve_ms" or "batch stopped with work left", {
+    reason = why, rows = rows, batches = batches,
+    remaining_ms = ctx.remaining_ms(), reserve_ms = reserve,
+  })
+  return { done = false, rows = rows, batches = batches, stopped = why }
+end
 
 function M.run(ctx, opts, step)
   local reserve = opts.reserve_ms or 5000
@@ -20,8 +31,7 @@ function M.run(ctx, opts, step)
 
   while batches < max_batches do
     if ctx.remaining_ms() < reserve + 2 * slowest then
-      return { done = false, rows = rows, batches = batches,
-               stopped = "time ran short" }
+      return stopped(ctx, "time ran short", rows, batches, reserve)
     end
     local left_before = ctx.remaining_ms()
     local n = step()
@@ -38,8 +48,7 @@ function M.run(ctx, opts, step)
       return { done = true, rows = rows, batches = batches }
     end
   end
-  return { done = false, rows = rows, batches = batches,
-           stopped = "max_batches reached" }
+  return stopped(ctx, "max_batches reached", rows, batches, reserve)
 end
 
 

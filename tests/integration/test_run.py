@@ -259,6 +259,42 @@ end }""" % out)
                       body["errorMessage"])
 
 
+class BatchTest(jhtest.Case):
+    JOB = """
+local batch = require "batch"
+return { timeout = 5, params = { reserve = 1000, left = 3, max = 100 },
+  run = function(ctx, p)
+    local left = p.left
+    return batch.run(ctx, { reserve_ms = p.reserve, max_batches = p.max },
+      function()
+        if left == 0 then return 0 end
+        left = left - 1
+        return 10
+      end)
+  end }"""
+
+    def test_done_stopped_and_never_started(self):
+        self.write_job("b", self.JOB)
+        _, body, err = self.run_job("b")
+        self.assertEqual(body, {"done": True, "rows": 30, "batches": 4})
+        self.assertNotIn("WARN", err)
+
+        _, body, err = self.run_job("b", "--param", "max=2")
+        self.assertEqual(body, {"done": False, "rows": 20, "batches": 2,
+                                "stopped": "max_batches reached"})
+        self.assertIn("WARN batch stopped with work left", err)
+        self.assertIn('reason="max_batches reached"', err)
+
+        # A reserve longer than the whole run: nothing runs, and the log
+        # says why, since on Lambda no one reads the result.
+        _, body, err = self.run_job("b", "--param", "reserve=10000")
+        self.assertEqual(body, {"done": False, "rows": 0, "batches": 0,
+                                "stopped": "time ran short"})
+        self.assertIn("WARN batch ran no batch: less time left than its "
+                      "reserve_ms", err)
+        self.assertIn("reserve_ms=10000", err)
+
+
 class EnvironmentTest(jhtest.Case):
     def test_unusable_settings_are_named_not_ignored(self):
         self.write_job("small", "return { run = function() "
