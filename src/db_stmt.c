@@ -115,6 +115,27 @@ int db_raise_status(lua_State *L, db_conn *c, db_status st)
   return luaL_error(L, "%s", host_stop_message(L, host_get(L)->stop));
 }
 
+/* What jobhost adds to two server errors that a job's own call causes and
+ * the server's words do not explain, or NULL. */
+static const char *binding_hint(const char *state, const char *primary)
+{
+  static const char no_values[] = "bind message supplies 0 parameters";
+
+  if (!state || !primary)
+    return NULL;
+  if (strcmp(state, "08P01") == 0 &&
+      strncmp(primary, no_values, sizeof no_values - 1) == 0)
+    return "no values came with the statement: give them after the SQL, "
+           "as in db:query(sql, v1, v2); in the REPL, sql(q, v), since "
+           "sql \"q\", v binds nothing";
+  if (strcmp(state, "42601") == 0 &&
+      strcmp(primary, "cannot insert multiple commands into a prepared "
+                      "statement") == 0)
+    return "db:query, db:exec and db:rows take one statement a call: "
+           "send each statement on its own";
+  return NULL;
+}
+
 /* Raises a server error as an error object with the report's fields. A
  * statement_timeout that struck because the run's deadline is near (the
  * cap set at acquire) is the run's timeout, not a database error. */
@@ -146,7 +167,9 @@ int db_raise_result_error(lua_State *L, db_conn *c, const PGresult *res)
       host_remaining_ms(L) <= DB_DEADLINE_MARGIN_MS + 200)
     return db_raise_status(L, c, DB_TIMEOUT);
 
-  if (primary)
+  if (primary && binding_hint(state, primary))
+    lua_pushfstring(L, "%s (%s)", primary, binding_hint(state, primary));
+  else if (primary)
     lua_pushstring(L, primary);
   else
     push_conn_message(L, c);

@@ -232,6 +232,23 @@ describe("errors", function()
     check.eq(one(c, "SELECT 2 AS ok").ok, 2)
   end)
 
+  it("of a statement without its values or of two statements say why",
+    function()
+      local c = db.connect("")
+      local err = check.fails(function() c:query("SELECT $1::int AS x") end,
+        "Database.Error [08P01]")
+      check.truthy(err.message:find("no values came with the statement",
+        1, true), err.message)
+      err = check.fails(function() c:exec("SET a.b = 1; SET a.c = 2") end,
+        "Database.Error [42601]")
+      check.truthy(err.message:find("take one statement a call", 1, true),
+        err.message)
+      -- Other errors keep the server's words alone.
+      err = check.fails(function() c:query("SELEC 1") end, "42601")
+      check.eq(err.message:find("one statement", 1, true), nil)
+      check.eq(one(c, "SELECT 3 AS ok").ok, 3)
+    end)
+
   it("of a foreign key carry constraint, table and detail", function()
     local c = db.connect("")
     c:exec("DROP TABLE IF EXISTS fk_child, fk_parent")
