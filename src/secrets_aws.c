@@ -287,9 +287,19 @@ int secrets_aws_fetch(http_client *http, const secrets_query *q,
   cred.session_token = getenv("AWS_SESSION_TOKEN");
   if (!cred.access_key_id || !*cred.access_key_id ||
       !cred.secret_access_key || !*cred.secret_access_key) {
+    const char *chosen = getenv("JOBHOST_SECRETS_PROVIDER");
+
+    /* When the aws provider was picked for want of another, say so: the
+     * likelier mistake is a secrets file not exported. */
     secrets_fail(err, "NoCredentials",
                  "secret %s: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                 "are not set", q->id);
+                 "are not set%s",
+                 q->id,
+                 chosen && *chosen
+                     ? ""
+                     : " (Secrets Manager is asked since neither "
+                       "JOBHOST_SECRETS_FILE nor the Lambda extension's "
+                       "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT is set)");
     return -1;
   }
   if (resolve_target(q->id, &t, err))

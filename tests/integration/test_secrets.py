@@ -677,6 +677,25 @@ return { run = function(ctx) return ctx.secret("a") end }""",
                       error_of('{\n  "a": "' + hidden + '",\n  "b": "cut',
                                "filebad2"))
 
+    def test_no_credentials_says_which_provider_was_picked(self):
+        env = self.sm_env()
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                  "AWS_SESSION_TOKEN"):
+            env.pop(k)
+        code = """
+return { run = function(ctx) return ctx.secret("app/x") end }"""
+        _, body, _ = self.run_secret_job("nocred", code, env=env,
+                                         expect_ok=False)
+        self.assertEqual(body["errorType"], "Secrets.NoCredentials")
+        self.assertIn("neither JOBHOST_SECRETS_FILE nor",
+                      body["errorMessage"])
+        env["JOBHOST_SECRETS_PROVIDER"] = "aws"
+        _, body, _ = self.run_secret_job("nocred2", code, env=env,
+                                         expect_ok=False)
+        self.assertEqual(body["errorType"], "Secrets.NoCredentials")
+        self.assertNotIn("neither", body["errorMessage"])
+        self.assertEqual(self.fake.calls, {})
+
     def test_extension_provider(self):
         value = "e-" + pysecrets.token_hex(8)
         self.put("app/ext", value)
