@@ -33,6 +33,8 @@ typedef struct host_run {
   size_t mem_peak;     /* the most it held */
   size_t mem_limit;    /* 0: no limit */
   int64_t deadline_ms; /* epoch ms; 0: none */
+  double timeout_s;    /* the job's timeout behind the deadline, in s;
+                          0 when it is the invocation's (job.c) */
   host_stop stop;      /* set once; the hook then raises on every count */
   const char *job;     /* the job's name, or NULL (not owned) */
   int dry_run;         /* every change is rolled back at the end */

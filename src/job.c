@@ -713,8 +713,13 @@ static int protected_run(lua_State *L)
   lua_pop(L, 1);
   if (lua_getfield(L, spec, "timeout") == LUA_TNUMBER) {
     int64_t until = clock_now_ms() + (int64_t)(lua_tonumber(L, -1) * 1000);
-    if (!req->deadline_ms || until < req->deadline_ms)
+    if (!req->deadline_ms || until < req->deadline_ms) {
       host_set_deadline(L, until);
+      run->timeout_s = lua_tonumber(L, -1);
+    }
+  } else if (!req->deadline_ms ||
+             run->deadline_ms < req->deadline_ms) {
+    run->timeout_s = JOB_DEFAULT_TIMEOUT_S;
   }
   lua_pop(L, 1);
   if (!database && lua_getfield(L, spec, "database") == LUA_TSTRING)

@@ -161,9 +161,16 @@ void job_outcome_stopped(lua_State *L, job_outcome *out)
     free(out->error_type);
     free(out->error_message);
     if (run->stop == HOST_TIMEOUT) {
+      char which[64];
+
       out->error_type = strdup("Job.Timeout");
-      snprintf(msg, sizeof msg, "run deadline exceeded; the run was stopped"
-               " and its open transaction rolled back");
+      if (run->timeout_s > 0)
+        snprintf(which, sizeof which, "the job's timeout of %g s",
+                 run->timeout_s);
+      else
+        snprintf(which, sizeof which, "the invocation's deadline");
+      snprintf(msg, sizeof msg, "run deadline exceeded (%s); the run was "
+               "stopped and its open transaction rolled back", which);
     } else if (run->stop == HOST_OOM) {
       out->error_type = strdup("Runtime.OutOfMemory");
       snprintf(msg, sizeof msg, "memory limit of %zu MiB exceeded",

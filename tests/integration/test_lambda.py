@@ -451,6 +451,7 @@ class DeadlineTest(LambdaCase):
         post = api.wait_post(rid, timeout=seconds + 10)
         deadline = api.by_id[rid].deadline_sent
         body = self.assert_error(api, post, "Job.Timeout", "deadline")
+        self.assertIn("(the invocation's deadline)", body["errorMessage"])
         self.assertLess(post.received_ms, deadline,
                         "the error must be posted before Lambda's deadline")
         self.assertGreater(time.time() - started, 1.0,

@@ -348,7 +348,8 @@ return { timeout = 1, run = function()
   end
 end }""")
         body = self.assert_stopped("spin", "Job.Timeout", 10)
-        self.assertIn("deadline", body["errorMessage"])
+        self.assertIn("run deadline exceeded (the job's timeout of 1 s)",
+                      body["errorMessage"])
 
     def test_a_looping_xpcall_handler_cannot_outlive_the_deadline(self):
         self.write_job("handler", """
