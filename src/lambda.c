@@ -315,7 +315,10 @@ int lambda_main(int argc, char **argv)
     }
   }
   if (!api_host || !*api_host) {
-    log_emit(LOG_FATAL, "AWS_LAMBDA_RUNTIME_API is not set", NULL, 0);
+    log_emit(LOG_FATAL,
+             "AWS_LAMBDA_RUNTIME_API is not set: this command serves a "
+             "Lambda function; to run a job here, use jobhost run JOB",
+             NULL, 0);
     return 2;
   }
 

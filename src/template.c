@@ -874,10 +874,12 @@ int template_build(const template_options *o, char **out, char *err,
   tjob *jobs = NULL;
   plan p;
   jw w;
-  size_t n = 0, n_extra = 0, n_secrets = 0, i, k;
+  size_t n = 0, n_extra = 0, n_secrets = 0, n_invalid = 0, i, k;
   int rc = -1;
 
   *out = NULL;
+  if (errlen > 0)
+    err[0] = '\0';
   memset(&p, 0, sizeof p);
   memset(&w, 0, sizeof w);
   p.sam = o->format == TEMPLATE_SAM;
@@ -909,19 +911,26 @@ int template_build(const template_options *o, char **out, char *err,
     goto out;
   }
 
-  /* Every job must pass the checker, or no template is written. */
+  /* Every job must pass the checker, or no template is written; each
+   * one that does not is named. */
   for (i = 0; i < n; i++) {
     char why[2048];
+    size_t used = strlen(err);
 
     if (job_read(dir, names[i], &jobs[i], why, sizeof why) != 0) {
-      snprintf(err, errlen, "job %s is invalid: %s", names[i], why);
-      goto out;
+      if (used < errlen)
+        snprintf(err + used, errlen - used, "%sjob %s is invalid: %s",
+                 n_invalid ? "\n" : "", names[i], why);
+      n_invalid++;
+      continue;
     }
     if (jobs[i].schedule)
       p.n_scheduled++;
     if (target_is_secret(jobs[i].database))
       secrets[n_secrets++] = jobs[i].database;
   }
+  if (n_invalid)
+    goto out;
   for (i = 0; i < n_extra; i++) {
     if (!target_is_secret(o->secrets[i])) {
       snprintf(err, errlen, "\"%s\" is no secret id or ARN", o->secrets[i]);

@@ -297,6 +297,13 @@ class TemplateCase(jhtest.Case):
         self.assertIn("bad_days", proc.stderr)
         check = self.jobhost("check", "--jobs", self.jobs, "bad_days")
         self.assertEqual(check.returncode, 1)
+        # Every invalid job is named, not only the first.
+        self.write_job("bad_timeout", JOB.format(
+            name="y", fields='timeout = "soon",'))
+        proc = self.template(expect_ok=False)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("job bad_days is invalid", proc.stderr)
+        self.assertIn("job bad_timeout is invalid", proc.stderr)
 
     def test_empty_folder_and_bad_usage(self):
         empty = os.path.join(self.tmp, "empty")
