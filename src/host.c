@@ -817,6 +817,34 @@ static void remove_fields(lua_State *L, const char *lib,
   lua_pop(L, 1);
 }
 
+/* What a job calling a function the sandbox took away is told. */
+typedef struct {
+  const char *lib, *name, *why;
+} refusal;
+
+static int refuse_call(lua_State *L)
+{
+  return luaL_error(L, "%s.%s is not available to jobs: %s",
+                    lua_tostring(L, lua_upvalueindex(1)),
+                    lua_tostring(L, lua_upvalueindex(2)),
+                    lua_tostring(L, lua_upvalueindex(3)));
+}
+
+/* Puts a function in each refused place that raises saying why, rather
+ * than leaving a nil whose call reads as a job's own bug. */
+static void set_refusals(lua_State *L, const refusal *r)
+{
+  for (; r->lib; r++) {
+    lua_getglobal(L, r->lib);
+    lua_pushstring(L, r->lib);
+    lua_pushstring(L, r->name);
+    lua_pushstring(L, r->why);
+    lua_pushcclosure(L, refuse_call, 3);
+    lua_setfield(L, -2, r->name);
+    lua_pop(L, 1);
+  }
+}
+
 #define STDOUT_REFUSED                                                   \
   "jobs cannot write to stdout or stderr, which carry the run's result and " \
   "log: use ctx.log or print, which log a record with secrets hidden; "     \
@@ -947,10 +975,16 @@ static int open_sandbox(lua_State *L)
                                      {"log", luaopen_jobhost_log},
                                      {"db", luaopen_jobhost_db},
                                      {NULL, NULL}};
-  static const char *const os_out[] = {"exit", "execute", "setlocale",
-                                       NULL};
-  static const char *const io_out[] = {"popen", NULL};
-  static const char *const pkg_out[] = {"loadlib", "cpath", NULL};
+  static const refusal refused[] = {
+      {LUA_OSLIBNAME, "exit",
+       "a run ends when its function returns; raise an error to fail it"},
+      {LUA_OSLIBNAME, "execute", "jobs start no programs"},
+      {LUA_IOLIBNAME, "popen", "jobs start no programs"},
+      {LUA_OSLIBNAME, "setlocale",
+       "the locale is the process's, shared by every run"},
+      {LUA_LOADLIBNAME, "loadlib", "jobs load no C code"},
+      {NULL, NULL, NULL}};
+  static const char *const pkg_out[] = {"cpath", NULL};
   const luaL_Reg *r;
   const embed_module *m;
 
@@ -958,8 +992,7 @@ static int open_sandbox(lua_State *L)
     luaL_requiref(L, r->name, r->func, 1);
     lua_pop(L, 1);
   }
-  remove_fields(L, LUA_OSLIBNAME, os_out);
-  remove_fields(L, LUA_IOLIBNAME, io_out);
+  set_refusals(L, refused);
   guard_stdout(L);
   guard_coroutines(L);
   remove_fields(L, LUA_LOADLIBNAME, pkg_out);

@@ -410,8 +410,9 @@ return { run = function()
   local ok_bin = pcall(load, string.dump(function() return 1 end))
   local f = load(string.dump(function() return 1 end))
   return {
-    exit = os.exit == nil, execute = os.execute == nil,
-    popen = io.popen == nil, loadlib = package.loadlib == nil,
+    exit = not pcall(os.exit), execute = not pcall(os.execute, "true"),
+    popen = not pcall(io.popen, "ls"),
+    loadlib = not pcall(package.loadlib, "x", "y"),
     binary_load_refused = f == nil,
     sethook = debug.sethook == nil,
     cjson = type(require("cjson").encode) == "function",
