@@ -81,8 +81,11 @@ static const command *find(const char *name)
 static int finish(int rc)
 {
   if (fflush(stdout) != 0 || ferror(stdout)) {
-    fprintf(stderr, "jobhost: writing the output failed: %s\n",
-            strerror(errno ? errno : EIO));
+    /* A log record, so that a reader of JSON logs sees it after the
+     * run's own "run finished". */
+    log_emit(LOG_ERROR, "writing the output failed",
+             (log_field[]){LOG_S("error", strerror(errno ? errno : EIO))},
+             1);
     if (rc == 0)
       rc = 1;
   }

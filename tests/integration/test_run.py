@@ -325,8 +325,8 @@ class LostOutputTest(jhtest.Case):
                                   env=self.env(), timeout=60)
         self.record(proc.stderr)
         self.assertEqual(proc.returncode, 1, proc.stderr)
-        self.assertIn("writing the output failed: No space left on device",
-                      proc.stderr)
+        self.assertIn('ERROR writing the output failed error="No space left '
+                      'on device"', proc.stderr)
         self.assertIn("outcome=success", proc.stderr)
 
 
