@@ -589,7 +589,8 @@ static void cmd_run(repl *r, int argc, char **argv)
     fprintf(stderr, "dry run of %s failed: %s: %s\n", req.name,
             out.error_type ? out.error_type : "Job.Error",
             out.error_message ? out.error_message : "");
-    if (out.stack_trace && *out.stack_trace)
+    /* A trace of C frames alone ("[C]: in ?") tells nothing. */
+    if (out.stack_trace && strstr(out.stack_trace, ".lua:"))
       fprintf(stderr, "stack traceback:\n%s\n", out.stack_trace);
   }
   host_interrupt_requested = 0;
@@ -894,9 +895,12 @@ out:
 static void banner(const repl *r, const char *secret)
 {
   const char *env = getenv("JOBHOST_DATABASE");
+  char *where = realpath(r->jobs_dir, NULL);
 
-  printf("jobhost repl: Lua with the ctx a job gets; jobs in %s\n",
-         r->jobs_dir);
+  printf("jobhost repl: Lua with the ctx a job gets; the jobs folder is "
+         "%s\n",
+         where ? where : r->jobs_dir);
+  free(where);
   if (secret)
     printf("ctx.db: the secret \"%s\"", secret);
   else if (r->target)
