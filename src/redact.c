@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define REDACT_MARK "[redacted]"
 /* Escaped forms registered beside a value: as a JSON string, as a JSON
@@ -149,6 +150,28 @@ static long find_first(const char *s, size_t len, size_t *at)
   return best;
 }
 
+/* What a text holding a secret becomes when there is no memory for its
+ * redacted copy: the whole text is withheld (a JSON string, so that a
+ * JSON result or field stays JSON). With not even this much memory the
+ * process stops rather than show the text. */
+static char *withheld(size_t *outlen)
+{
+  static const char mark[] = "\"" REDACT_MARK "\"";
+  static const char fatal[] = "jobhost: out of memory while hiding a "
+                              "secret's value; stopping\n";
+  char *out = malloc(sizeof mark);
+
+  if (!out) {
+    ssize_t told = write(STDERR_FILENO, fatal, sizeof fatal - 1);
+
+    (void)told;
+    abort();
+  }
+  memcpy(out, mark, sizeof mark);
+  *outlen = sizeof mark - 1;
+  return out;
+}
+
 char *redact_copy(const char *s, size_t len, size_t *outlen)
 {
   size_t at, pos = 0, n = 0, cap;
@@ -160,7 +183,7 @@ char *redact_copy(const char *s, size_t len, size_t *outlen)
   cap = len + sizeof REDACT_MARK;
   out = malloc(cap);
   if (!out)
-    return NULL;
+    return withheld(outlen);
   while (pos < len) {
     which = find_first(s + pos, len - pos, &at);
     if (which < 0)
@@ -171,7 +194,7 @@ char *redact_copy(const char *s, size_t len, size_t *outlen)
       grown = realloc(out, cap);
       if (!grown) {
         free(out);
-        return NULL;
+        return withheld(outlen);
       }
       out = grown;
     }

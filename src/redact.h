@@ -25,8 +25,9 @@ int redact_add(const char *value, size_t len);
 int redact_active(void);
 
 /* Returns a malloc'd copy of s with every registered value replaced by
- * "[redacted]" and its length in *outlen, or NULL when s holds none (or
- * memory ran out: then s is returned unchanged by the caller's choice). */
+ * "[redacted]" and its length in *outlen, or NULL when s holds none.
+ * When memory runs out, the copy is "\"[redacted]\"": the whole text is
+ * withheld, never shown as it is. */
 char *redact_copy(const char *s, size_t len, size_t *outlen);
 
 /* Forgets every value (tests). */
