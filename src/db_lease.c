@@ -20,6 +20,7 @@
 #include "db_stmt.h"
 #include "env.h"
 #include "host.h"
+#include "log.h"
 #include "secrets.h"
 
 /* Default bound on one connection attempt, seconds
@@ -328,11 +329,25 @@ static db_conn *connect_secret(lua_State *L, const char *id)
     free(vals);
     secrets_db_params_free(&p);
     if (c) {
+      if (m > 0)
+        log_emit(LOG_INFO, "connected with the secret fetched again",
+                 (log_field[]){LOG_S("secret", id),
+                               LOG_S("stage", m == 1 ? "AWSCURRENT"
+                                                     : "AWSPENDING")},
+                 2);
       lua_pop(L, 1);
       return c;
     }
     if (!is_auth_failure(&a))
       break;
+    /* A rotation under way: said, so that a DBA sees it in the log. */
+    if (m + 1 < sizeof modes / sizeof modes[0])
+      log_emit(LOG_WARN, "the database refused the secret's credentials",
+               (log_field[]){LOG_S("secret", id),
+                             LOG_S("next", m == 0 ? "fetch it again"
+                                                  : "try its AWSPENDING "
+                                                    "version")},
+               2);
   }
   lua_pop(L, 1);
   raise_attempt(L, &a, id);

@@ -406,10 +406,17 @@ class DatabaseTest(SecretsCase):
         self.fake.begin_rotation(
             "db/rot", self.db_secret("jh_secret_user", new))
         self.fake.reset_counts()
-        _, body, _ = self.run_secret_job("rot2", WHO_AM_I % "db/rot")
+        _, body, err = self.run_secret_job("rot2", WHO_AM_I % "db/rot")
         self.assertEqual(body["who"], "jh_secret_user")
         self.assertEqual([r["stage"] for r in self.fake.requests],
                          ["AWSCURRENT", "AWSCURRENT", "AWSPENDING"])
+        # The rotation shows in the log: two refusals, then the pending
+        # version's connection.
+        self.assertIn('WARN the database refused the secret\'s credentials '
+                      'job=rot2 secret=db/rot next="fetch it again"', err)
+        self.assertIn('next="try its AWSPENDING version"', err)
+        self.assertIn("INFO connected with the secret fetched again "
+                      "job=rot2 secret=db/rot stage=AWSPENDING", err)
 
         # Rotation finished: one fetch of the new current version.
         self.fake.finish_rotation("db/rot")
