@@ -577,8 +577,94 @@ end
 
 -- The result of a dry run (`{"dry_run": true, "result": ...}` as JSON),
 -- shown and kept in _.
+-- The largest result whose objects' key order is kept for the display.
+local ORDER_MAX <const> = 1024 * 1024
+
+-- Decoding forgets the order of an object's keys; the printer follows a
+-- __columns list. This walks the JSON text beside the decoded value and
+-- gives every object without a metatable its keys in the text's order,
+-- so a dry run's rows show in column order, as `jobhost run` prints them.
+local function keep_key_order(text, value)
+  local pos = 1
+  local function blank()
+    pos = text:find("[^ \t\r\n]", pos) or #text + 1
+  end
+  local function past_string()
+    local i = pos + 1
+    while true do
+      local at = text:find('["\\]', i)
+      if not at then
+        pos = #text + 1
+        return
+      end
+      if text:byte(at) == 92 then
+        i = at + 2
+      else
+        pos = at + 1
+        return
+      end
+    end
+  end
+  -- The members of the object or array at pos, each through member(),
+  -- up to its closing bracket.
+  local function members(close, member)
+    pos = pos + 1
+    blank()
+    if text:sub(pos, pos) == close then
+      pos = pos + 1
+      return
+    end
+    repeat
+      member()
+      blank()
+      local sep = text:sub(pos, pos)
+      pos = pos + 1
+    until sep ~= ","
+  end
+  local walk
+  function walk(v)
+    blank()
+    local c = text:sub(pos, pos)
+    local t = type(v) == "table" and v or nil
+    if c == "{" then
+      local order, seen = {}, {}
+      members("}", function()
+        blank()
+        local from = pos
+        past_string()
+        local key = json.decode(text:sub(from, pos - 1))
+        if not seen[key] then
+          seen[key] = true
+          order[#order + 1] = key
+        end
+        blank()
+        pos = pos + 1 -- the ':'
+        walk(t and rawget(t, key))
+      end)
+      if t and getmetatable(t) == nil then
+        setmetatable(t, { __columns = order })
+      end
+    elseif c == "[" then
+      local i = 0
+      members("]", function()
+        i = i + 1
+        walk(t and rawget(t, i))
+      end)
+    elseif c == '"' then
+      past_string()
+    else
+      pos = text:find("[,%]}%s]", pos) or #text + 1
+    end
+  end
+  walk(value)
+end
+
 function M.show_result(text)
-  local result = json.decode(text).result
+  local decoded = json.decode(text)
+  if #text <= ORDER_MAX then
+    keep_key_order(text, decoded)
+  end
+  local result = decoded.result
   rawset(_G, "_", result)
   return M.value(result)
 end

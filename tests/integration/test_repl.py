@@ -267,6 +267,20 @@ return {
         self.assertEqual(jhtest.superuser_sql(
             "SELECT count(*) FROM dry_probe", db=DB).strip(), "0")
 
+    def test_run_shows_rows_in_column_order_as_run_prints_them(self):
+        self.write_job("cols", """
+return { run = function(ctx)
+  return { rows = ctx.db:query("SELECT 3 AS zeta, 'b' AS alpha, 1 AS mid"),
+           plain = { z = 1, a = 2 } }
+end }""")
+        proc = self.repl(".run cols\n")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn('"rows": [{"zeta": 3, "alpha": "b", "mid": 1}]',
+                      proc.stdout)
+        self.assertIn('"plain": {"a": 2, "z": 1}', proc.stdout)
+        run = self.jobhost("run", "cols", env=self.repl_env())
+        self.assertIn('"rows":[{"zeta":3,"alpha":"b","mid":1}]', run.stdout)
+
     def test_a_failing_run_shows_the_error(self):
         self.write_job("fails", "return { run = function() "
                        "error('no luck') end }")
