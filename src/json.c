@@ -34,9 +34,10 @@
  *   contains itself is a cycle error.
  * - Encoding errors read "json.encode: PATH: problem". PATH names the value
  *   in Lua terms: $ is the value given, .name or ["any key"] a string key,
- *   [3] an integer key or array index (1-based, as in Lua). Bytes that are
- *   not printable ASCII in a key are shown as \xNN; long paths and keys are
- *   shortened. No value ever appears in a message.
+ *   [3] an integer key or array index (1-based, as in Lua). A key longer
+ *   than 40 bytes or with bytes that are not printable ASCII is shown as
+ *   [<a key of N bytes>] (it may be a secret); long paths are shortened.
+ *   No value ever appears in a message.
  * - Decoding is strict RFC 8259: one value of any type with optional
  *   whitespace around it; no comments, trailing commas, leading zeros,
  *   single quotes, BOM or raw control characters in strings. \u escapes
@@ -532,8 +533,8 @@ static void msg_puts(json_msg *m, const char *s)
 }
 
 /* Appends one path step: .name for identifier-like keys, ["..."] for
- * other keys (non-printable bytes as \xNN, shortened), [i] for integer
- * keys. */
+ * other printable keys of up to 40 bytes, [<a key of N bytes>] for the
+ * rest, [i] for integer keys. */
 static void msg_step(json_msg *m, const json_frame *f)
 {
   const unsigned char *k = (const unsigned char *)f->key;
@@ -559,23 +560,30 @@ static void msg_step(json_msg *m, const json_frame *f)
     return;
   }
 
+  /* A key the message could only show in part or escaped (longer than
+   * 40 bytes, or not printable ASCII) is not shown: it may be a secret's
+   * value a job made a key, and a part or an escaped form of it is beyond
+   * what redaction can recognise. */
+  for (i = 0; i < n; i++)
+    if (k[i] < 0x20 || k[i] >= 0x7f)
+      break;
+  if (n > 40 || i < n) {
+    int len = snprintf(tmp, sizeof tmp, "[<a key of %zu byte%s>]", n,
+                       n == 1 ? "" : "s");
+    msg_put(m, tmp, (size_t)len);
+    return;
+  }
   msg_puts(m, "[\"");
-  for (i = 0; i < n && i < 40; i++) {
+  for (i = 0; i < n; i++) {
     if (k[i] == '"' || k[i] == '\\') {
       tmp[0] = '\\';
       tmp[1] = (char)k[i];
       msg_put(m, tmp, 2);
-    } else if (k[i] < 0x20 || k[i] >= 0x7f) {
-      tmp[0] = '\\';
-      tmp[1] = 'x';
-      tmp[2] = json_hex[k[i] >> 4];
-      tmp[3] = json_hex[k[i] & 0xf];
-      msg_put(m, tmp, 4);
     } else {
       msg_put(m, (const char *)k + i, 1);
     }
   }
-  msg_puts(m, i < n ? "...\"]" : "\"]");
+  msg_puts(m, "\"]");
 }
 
 /* Raises "json.encode: PATH: what", PATH made of the first nframes

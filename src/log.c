@@ -371,14 +371,15 @@ static void write_record(log_level level, const char *msg,
   line_free(&b);
 }
 
-/* The message and every text of the fields with registered secret
- * values replaced (redact.h), each in its raw form before it is escaped
- * into the line, so a value shows as [redacted] in either format. */
+/* The message, every field's text and every field's name with registered
+ * secret values replaced (redact.h), each in its raw form before it is
+ * escaped into the line, so a value shows as [redacted] in either format
+ * (a job can make a secret a field's name: {[secret] = 1}). */
 static void write_redacted(log_level level, const char *msg,
                            const log_field *fields, size_t n)
 {
   log_field copy[LOG_MAX_FIELDS] = {{0}};
-  char *owned[LOG_MAX_FIELDS + 1];
+  char *owned[2 * LOG_MAX_FIELDS + 1];
   size_t i, k = 0, len;
   char *clean;
 
@@ -390,6 +391,11 @@ static void write_redacted(log_level level, const char *msg,
   }
   for (i = 0; i < n; i++) {
     copy[i] = fields[i];
+    if (copy[i].key &&
+        (clean = redact_copy(copy[i].key, strlen(copy[i].key), &len))) {
+      owned[k++] = clean;
+      copy[i].key = clean;
+    }
     if ((copy[i].kind == LOG_F_STR || copy[i].kind == LOG_F_JSON) &&
         copy[i].s &&
         (clean = redact_copy(copy[i].s, strlen(copy[i].s), &len))) {
@@ -426,18 +432,7 @@ static int encode_field(lua_State *L)
  * "***", whether or not it is a secret jobhost fetched. */
 static int names_credential(const char *key)
 {
-  static const char *const words[] = {"password", "secret", "token",
-                                      "passwd", "pwd", NULL};
-  char lower[64];
-  size_t i;
-
-  for (i = 0; key[i] && i + 1 < sizeof lower; i++)
-    lower[i] = (char)tolower((unsigned char)key[i]);
-  lower[i] = '\0';
-  for (i = 0; words[i]; i++)
-    if (strstr(lower, words[i]))
-      return 1;
-  return 0;
+  return redact_credential_name(key, strlen(key), 0);
 }
 
 /* Turns the value at the top of the stack into a field. Tables become

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define REDACT_MARK "[redacted]"
@@ -76,9 +77,12 @@ static char *json_escaped(const char *value, size_t len, size_t *outlen)
     unsigned char c = (unsigned char)value[i];
     const char *esc = NULL;
 
+    /* Exactly as json.c writes a string. */
     switch (c) {
     case '"': esc = "\\\""; break;
     case '\\': esc = "\\\\"; break;
+    case '\b': esc = "\\b"; break;
+    case '\f': esc = "\\f"; break;
     case '\n': esc = "\\n"; break;
     case '\r': esc = "\\r"; break;
     case '\t': esc = "\\t"; break;
@@ -108,6 +112,23 @@ int redact_add(const char *value, size_t len)
 {
   char *form = NULL;
   int level, rc = add_form(value, len);
+  const char *nul = value ? memchr(value, '\0', len) : NULL;
+
+  /* A value with NUL bytes shows cut at a NUL wherever text passes
+   * through C strings: each part between them is a form too. */
+  if (nul) {
+    const char *p = value, *end = value + len;
+
+    while (p < end) {
+      const char *stop = memchr(p, '\0', (size_t)(end - p));
+
+      if (!stop)
+        stop = end;
+      if (redact_add(p, (size_t)(stop - p)) != 0)
+        rc = -1;
+      p = stop + 1;
+    }
+  }
 
   /* A job may encode a value itself (json.encode(ctx.secret(id))) and
    * return that text, which the result escapes once more: each level of
@@ -128,26 +149,27 @@ int redact_add(const char *value, size_t len)
   return rc;
 }
 
+int redact_credential_name(const char *name, size_t len, int keys)
+{
+  static const char *const words[] = {"password", "passwd", "pwd", "secret",
+                                      "token", "key", NULL};
+  size_t i, w;
+
+  for (w = 0; words[w]; w++) {
+    size_t n = strlen(words[w]);
+
+    if (!keys && strcmp(words[w], "key") == 0)
+      continue;
+    for (i = 0; i + n <= len; i++)
+      if (strncasecmp(name + i, words[w], n) == 0)
+        return 1;
+  }
+  return 0;
+}
+
 int redact_active(void)
 {
   return nknown > 0;
-}
-
-/* The first registered value in s[0..len), or -1. */
-static long find_first(const char *s, size_t len, size_t *at)
-{
-  long best = -1;
-  size_t i, best_at = len;
-
-  for (i = 0; i < nknown; i++) {
-    const char *hit = memmem(s, len, known[i].value, known[i].len);
-    if (hit && (size_t)(hit - s) < best_at) {
-      best_at = (size_t)(hit - s);
-      best = (long)i;
-    }
-  }
-  *at = best_at;
-  return best;
 }
 
 /* What a text holding a secret becomes when there is no memory for its
@@ -172,43 +194,55 @@ static char *withheld(size_t *outlen)
   return out;
 }
 
+/* Every byte of s covered by an occurrence of a registered value is
+ * hidden, and each run of hidden bytes becomes one mark: values that
+ * overlap or touch are hidden whole. One scan of the text for each value,
+ * so the work grows with the values times the text, not with the hits. */
 char *redact_copy(const char *s, size_t len, size_t *outlen)
 {
-  size_t at, pos = 0, n = 0, cap;
-  long which;
+  unsigned char *hide = NULL;
+  size_t i, n = 0, runs = 0, hidden = 0;
   char *out;
 
-  if (!nknown || find_first(s, len, &at) < 0)
-    return NULL;
-  cap = len + sizeof REDACT_MARK;
-  out = malloc(cap);
-  if (!out)
-    return withheld(outlen);
-  while (pos < len) {
-    which = find_first(s + pos, len - pos, &at);
-    if (which < 0)
-      at = len - pos;
-    if (n + at + sizeof REDACT_MARK + 1 > cap) {
-      char *grown;
-      cap = (n + at + sizeof REDACT_MARK + 1) * 2;
-      grown = realloc(out, cap);
-      if (!grown) {
-        free(out);
+  for (i = 0; i < nknown; i++) {
+    const char *p = s, *end = s + len, *hit;
+
+    while (p < end &&
+           (hit = memmem(p, (size_t)(end - p), known[i].value,
+                         known[i].len)) != NULL) {
+      size_t at = (size_t)(hit - s);
+
+      if (!hide && !(hide = calloc(len, 1)))
         return withheld(outlen);
-      }
-      out = grown;
+      memset(hide + at, 1, known[i].len);
+      p = hit + 1;
     }
-    memcpy(out + n, s + pos, at);
-    n += at;
-    pos += at;
-    if (which >= 0) {
+  }
+  if (!hide)
+    return NULL;
+  for (i = 0; i < len; i++) {
+    if (hide[i]) {
+      hidden++;
+      if (i == 0 || !hide[i - 1])
+        runs++;
+    }
+  }
+  out = malloc(len - hidden + runs * (sizeof REDACT_MARK - 1) + 1);
+  if (!out) {
+    free(hide);
+    return withheld(outlen);
+  }
+  for (i = 0; i < len; i++) {
+    if (!hide[i]) {
+      out[n++] = s[i];
+    } else if (i == 0 || !hide[i - 1]) {
       memcpy(out + n, REDACT_MARK, sizeof REDACT_MARK - 1);
       n += sizeof REDACT_MARK - 1;
-      pos += known[which].len;
     }
   }
   out[n] = '\0';
   *outlen = n;
+  free(hide);
   return out;
 }
 

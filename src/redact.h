@@ -21,6 +21,12 @@
  * thread-safe. */
 int redact_add(const char *value, size_t len);
 
+/* Whether a name (of a log field, a table key, a secret's JSON member)
+ * says its value is a credential: it holds "password", "passwd", "pwd",
+ * "secret" or "token" in any case ("db_password", "Password", "apiToken").
+ * With keys set, also "key" ("api_key", "privateKey"). */
+int redact_credential_name(const char *name, size_t len, int keys);
+
 /* Whether any value is registered. */
 int redact_active(void);
 

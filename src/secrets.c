@@ -154,39 +154,46 @@ static int choose_provider(const char *id, provider *p, secrets_error *err)
   return -1;
 }
 
+/* Registers a JSON secret's string member whose name says it holds a
+ * credential (redact_credential_name, keys included). */
+static void register_member(const sjson_span *k, const sjson_span *v,
+                            void *arg)
+{
+  int *rc = arg;
+  size_t kn, n;
+  char *name, *text;
+
+  if (v->kind != SJSON_STRING)
+    return;
+  if (!(name = sjson_string(k, &kn))) {
+    *rc = -1;
+    return;
+  }
+  if (redact_credential_name(name, kn, 1)) {
+    if (!(text = sjson_string(v, &n))) {
+      *rc = -1;
+    } else {
+      if (redact_add(text, n) != 0)
+        *rc = -1;
+      explicit_bzero(text, n);
+      free(text);
+    }
+  }
+  free(name);
+}
+
 /* Registers a fetched value with the redactor (redact.h): the whole
- * value, and for a JSON object the string fields that by their name hold
- * credentials, which a job is likelier to log than the whole secret.
- * Returns 0, or -1 when memory ran out: the value is then not handed
- * out, since it could not be hidden. */
+ * value, and for a JSON object the string members that by their name hold
+ * credentials (password, db_password, Password, apiToken, private_key,
+ * ...), which a job is likelier to log than the whole secret. Returns 0,
+ * or -1 when memory ran out: the value is then not handed out, since it
+ * could not be hidden. */
 static int register_for_redaction(const secrets_value *v)
 {
-  static const char *const fields[] = {
-      "password", "secret", "token", "key", "api_key", "apiKey",
-      "secret_key", "secretKey", "access_key", "accessKey", "private_key",
-      "privateKey", "client_secret", "clientSecret"};
-  size_t i;
   int rc = redact_add(v->data, v->len);
 
-  if (v->binary)
-    return rc;
-  for (i = 0; i < sizeof fields / sizeof *fields; i++) {
-    sjson_span s;
-    size_t n;
-    char *text;
-    int found = sjson_member(v->data, v->len, fields[i], &s);
-
-    if (found < 0)
-      return rc; /* not a JSON object */
-    if (!found || s.kind != SJSON_STRING)
-      continue;
-    if (!(text = sjson_string(&s, &n)))
-      return -1;
-    if (redact_add(text, n) != 0)
-      rc = -1;
-    explicit_bzero(text, n);
-    free(text);
-  }
+  if (!v->binary)
+    (void)sjson_each(v->data, v->len, register_member, &rc, NULL);
   return rc;
 }
 

@@ -82,6 +82,15 @@ typedef struct {
  * not a well-formed JSON object. Duplicate keys: the last one wins. */
 int sjson_member(const char *text, size_t len, const char *key,
                  sjson_span *val);
+/* Calls each(key, value, arg) for every member of the JSON object text,
+ * in order. Returns 0, or -1 when text is not a well-formed JSON object,
+ * with the offset of about where it stops being one in *bad_at (when not
+ * NULL). */
+typedef void sjson_member_fn(const sjson_span *key, const sjson_span *val,
+                             void *arg);
+int sjson_each(const char *text, size_t len, sjson_member_fn *each,
+               void *arg, size_t *bad_at);
+
 /* The same, and on -1 the offset of about where text stops being one
  * (the end of the text when it stops short) in *bad_at. */
 int sjson_member_at(const char *text, size_t len, const char *key,

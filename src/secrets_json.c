@@ -220,11 +220,10 @@ static int key_equals(const sjson_span *s, const char *key)
   return eq;
 }
 
-int sjson_member_at(const char *text, size_t len, const char *key,
-                    sjson_span *val, size_t *bad_at)
+int sjson_each(const char *text, size_t len, sjson_member_fn *each,
+               void *arg, size_t *bad_at)
 {
   cursor c = {text, text + len};
-  int found = 0;
 
   skip_ws(&c);
   if (c.p >= c.end || *c.p != '{')
@@ -246,10 +245,7 @@ int sjson_member_at(const char *text, size_t len, const char *key,
     c.p++;
     if (skip_value(&c, 1, &v))
       goto bad;
-    if (key_equals(&k, key)) {
-      *val = v;
-      found = 1;
-    }
+    each(&k, &v, arg);
     skip_ws(&c);
     if (c.p < c.end && *c.p == '}') {
       c.p++;
@@ -263,11 +259,37 @@ int sjson_member_at(const char *text, size_t len, const char *key,
 tail:
   skip_ws(&c);
   if (c.p == c.end)
-    return found;
+    return 0;
 bad:
   if (bad_at)
     *bad_at = (size_t)(c.p - text);
   return -1;
+}
+
+typedef struct {
+  const char *key;
+  sjson_span *val;
+  int found;
+} member_search;
+
+static void match_member(const sjson_span *k, const sjson_span *v, void *arg)
+{
+  member_search *m = arg;
+
+  if (key_equals(k, m->key)) {
+    *m->val = *v;
+    m->found = 1;
+  }
+}
+
+int sjson_member_at(const char *text, size_t len, const char *key,
+                    sjson_span *val, size_t *bad_at)
+{
+  member_search m = {key, val, 0};
+
+  if (sjson_each(text, len, match_member, &m, bad_at) != 0)
+    return -1;
+  return m.found;
 }
 
 int sjson_member(const char *text, size_t len, const char *key,

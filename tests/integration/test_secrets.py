@@ -684,6 +684,37 @@ return { run = function(ctx) return ctx.secret("a") end }""",
                       error_of('{\n  "a": "' + hidden + '",\n  "b": "cut',
                                "filebad2"))
 
+    def test_credential_members_and_secret_keys_stay_hidden(self):
+        values = {"password": "pw-" + pysecrets.token_hex(6),
+                  "db_password": "dbpw-" + pysecrets.token_hex(6),
+                  "Password": "Cap-" + pysecrets.token_hex(6),
+                  "apiToken": "tok-" + pysecrets.token_hex(6),
+                  "private_key": "pk-" + pysecrets.token_hex(6)}
+        self.secrets.extend(values.values())
+        path = os.path.join(self.tmp, "secrets.json")
+        with open(path, "w") as f:
+            json.dump({"app/creds": dict(values, username="u")}, f)
+        env = self.sm_env(JOBHOST_SECRETS_FILE=path)
+        # Each member's value, alone, as a log field's name, in print, in
+        # the result; then a secret as a key in a failing encode.
+        _, body, err = self.run_secret_job("members", """
+return { params = { fail = false }, run = function(ctx, p)
+  local s = ctx.secret("app/creds")
+  for _, k in ipairs { "password", "db_password", "Password", "apiToken",
+                       "private_key" } do
+    ctx.log.info("member " .. s[k], { [s[k]] = 1, plain = s[k] })
+    print(s[k])
+  end
+  if p.fail then return { [s.password .. "\\u{e9}"] = 0/0 } end
+  return { s.db_password, s.Password, s.apiToken, s.private_key,
+           { [s.password] = true } }
+end }""", env=env)
+        self.assertEqual(body[4], {"[redacted]": True})
+        self.assertEqual(err.count("[redacted]") >= 15, True, err)
+        _, body, err = self.run_job("members", "--param", "fail=true",
+                                    env=env, expect_ok=False)
+        self.assertIn("[<a key of ", body["errorMessage"])
+
     def test_no_credentials_says_which_provider_was_picked(self):
         env = self.sm_env()
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",

@@ -416,9 +416,9 @@ static void test_strings(lua_State *L)
   ENCODE_FAILS("{rows = {{name = 'a'}, {name = 'b'}, {name = 'c\\xff'}}}",
                "json.encode: $.rows[3].name: string is not valid UTF-8");
   ENCODE_FAILS("{t = {['k\\xff'] = 1}}",
-               "json.encode: $.t[\"k\\xff\"]: key is not valid UTF-8");
+               "json.encode: $.t[<a key of 2 bytes>]: key is not valid UTF-8");
   ENCODE_FAILS("setmetatable({['\\xff'] = 1}, {__columns = {'\\xff'}})",
-               "json.encode: $[\"\\xff\"]: key is not valid UTF-8");
+               "json.encode: $[<a key of 1 byte>]: key is not valid UTF-8");
 }
 
 static void test_paths(lua_State *L)
@@ -437,8 +437,8 @@ static void test_paths(lua_State *L)
                "json.encode: $[\"1x\"]._ok[1]: a function cannot be "
                "encoded");
   ENCODE_FAILS("{[string.rep('k', 60)] = print}",
-               "json.encode: $[\"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk..."
-               "\"]: a function cannot be encoded");
+               "json.encode: $[<a key of 60 bytes>]: a function cannot be "
+               "encoded");
   ENCODE_FAILS("setmetatable({id = print}, {__columns = {'id'}})",
                "json.encode: $.id: a function cannot be encoded");
 

@@ -50,6 +50,26 @@ int main(void)
          "{\"e\":\"{\\\"p\\\":\\\"[redacted]\\\"}\"}");
   expect("ab\\\\\\\"cd\\\\tef", "[redacted]");
 
+  /* Values that overlap or touch are hidden whole, not the first only. */
+  redact_clear();
+  redact_add("AAAAsecret", 10);
+  redact_add("secretBBBB", 10);
+  expect("x AAAAsecretBBBB y", "x [redacted] y");
+  expect("AAAAsecretAAAAsecret", "[redacted]");
+  expect("secretBBBBsecretBBBB.", "[redacted].");
+
+  /* Backspace and form feed as json.c writes them: \b and \f. */
+  redact_clear();
+  redact_add("back\bspace\fform1", 17);
+  expect("{\"x\":\"back\\bspace\\fform1\"}", "{\"x\":\"[redacted]\"}");
+  expect("\"back\\\\bspace\\\\fform1\"", "\"[redacted]\"");
+
+  /* A value with NUL bytes, cut at a NUL by a C string: each part. */
+  redact_clear();
+  redact_add("ABCDEFGHIJ\0KLMNOPQR", 19);
+  expect("value ABCDEFGHIJ", "value [redacted]");
+  expect("tail KLMNOPQR.", "tail [redacted].");
+
   /* No limit on how many: a warm process that met thousands of secret
    * versions hides the first and the last (each value here also
    * registers escaped forms). */
