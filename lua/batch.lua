@@ -16,8 +16,9 @@ local M = {}
 
 -- The result of a stop with work left, logged.
 local function stopped(ctx, why, rows, batches, reserve)
-  ctx.log.warn(batches == 0 and "batch ran no batch: less time left than "
-      .. "its reserve_ms" or "batch stopped with work left", {
+  local short = batches == 0 and why == "time ran short"
+  ctx.log.warn(short and "batch ran no batch: less time left than its "
+      .. "reserve_ms" or "batch stopped with work left", {
     reason = why, rows = rows, batches = batches,
     remaining_ms = ctx.remaining_ms(), reserve_ms = reserve,
   })
@@ -27,6 +28,14 @@ end
 function M.run(ctx, opts, step)
   local reserve = opts.reserve_ms or 5000
   local max_batches = opts.max_batches or math.maxinteger
+  if type(reserve) ~= "number" or reserve < 0 then
+    error("batch.run: reserve_ms must be a number of milliseconds, 0 or "
+      .. "more, not " .. tostring(reserve), 2)
+  end
+  if math.type(max_batches) ~= "integer" or max_batches < 0 then
+    error("batch.run: max_batches must be a whole number, 0 or more, not "
+      .. tostring(max_batches), 2)
+  end
   local rows, batches, slowest = 0, 0, 0
 
   while batches < max_batches do

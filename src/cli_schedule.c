@@ -25,6 +25,7 @@ enum { EXIT_OK = 0, EXIT_INVALID = 1, EXIT_USAGE = 2 };
 typedef struct {
   const char *target;  /* EXPR or JOB */
   const char *crontab; /* --from-crontab LINE */
+  const char *jobs_dir; /* --jobs */
   const char *zone;    /* --tz */
   int64_t from;        /* --from, else now */
   long count;          /* --count */
@@ -39,9 +40,9 @@ static void usage(FILE *out)
   fputs("usage: jobhost schedule EXPR [--count N] [--from ISO8601] "
         "[--tz ZONE]\n"
         "       jobhost schedule JOB [--count N] [--from ISO8601] "
-        "[--tz ZONE]\n"
+        "[--tz ZONE] [--jobs DIR]\n"
         "       jobhost schedule --from-crontab 'LINE' [--tz ZONE] "
-        "[--from ISO8601]\n"
+        "[--from ISO8601] [--count N]\n"
         "\n"
         "Validates an EventBridge schedule expression as a scheduled rule\n"
         "reads it and prints its next fire times in UTC, one a line:\n"
@@ -50,13 +51,16 @@ static void usage(FILE *out)
         "    L, LW, nW in day-of-month; L, nL, n#k in day-of-week\n"
         "  rate(N minute|minutes|hour|hours|day|days)\n"
         "    fires every N units after the rule is created (--from)\n"
-        "JOB previews the schedule that jobs/JOB.lua declares.\n"
+        "JOB previews the schedule that jobs/JOB.lua declares (the\n"
+        "expression on stderr, the times on stdout).\n"
         "\n"
         "options:\n"
         "  --count N            how many fire times (default 5, at most "
         "10000)\n"
         "  --from ISO8601       the start instant (default now); a cron()\n"
         "                       fire at that instant counts\n"
+        "  --jobs DIR           where JOB lives (default: $JOBHOST_JOBS or\n"
+        "                       ./jobs)\n"
         "  --tz ZONE            also show each time in a tz database zone\n"
         "                       (Europe/Berlin) and warn where daylight\n"
         "                       saving moves the local time\n"
@@ -115,6 +119,8 @@ static int parse_args(int argc, char **argv, options *opts)
       opts->zone = value;
     else if ((value = option_value(argc, argv, &i, "--from-crontab", &missing)))
       opts->crontab = value;
+    else if ((value = option_value(argc, argv, &i, "--jobs", &missing)))
+      opts->jobs_dir = value;
     else if (missing) {
       fprintf(stderr, "jobhost schedule: %s needs a value\n", argv[i]);
       return -1;
@@ -319,6 +325,9 @@ int cli_schedule(int argc, char **argv)
   if (!is_job_name(opts.target))
     return preview(&opts, opts.target, NULL);
 
+  /* The jobs folder is the environment's for the lookups below. */
+  if (opts.jobs_dir)
+    setenv("JOBHOST_JOBS", opts.jobs_dir, 1);
   if (job_schedule_of(opts.target, expr, sizeof expr, err, sizeof err) < 0) {
     fprintf(stderr, "jobhost schedule: %s\n", err);
     return EXIT_INVALID;

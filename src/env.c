@@ -48,7 +48,9 @@ long env_long(const char *name, long min, long max, long fallback)
     return fallback;
   errno = 0;
   n = strtol(s, &end, 10);
-  if (errno == 0 && *end == '\0' && end != s && n >= min && n <= max)
+  /* strtol would skip leading blanks; a value is its digits alone. */
+  if ((*s == '-' || (*s >= '0' && *s <= '9')) && errno == 0 &&
+      *end == '\0' && end != s && n >= min && n <= max)
     return n;
   snprintf(expected, sizeof expected, "a whole number from %ld to %ld", min,
            max);

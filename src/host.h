@@ -35,6 +35,7 @@ typedef struct host_run {
   int64_t deadline_ms; /* epoch ms; 0: none */
   double timeout_s;    /* the job's timeout behind the deadline, in s;
                           0 when it is the invocation's (job.c) */
+  int timeout_default; /* timeout_s is the default: the spec sets none */
   host_stop stop;      /* set once; the hook then raises on every count */
   const char *job;     /* the job's name, or NULL (not owned) */
   int dry_run;         /* every change is rolled back at the end */

@@ -579,8 +579,10 @@ check:
         /* 9223372036854775808 reads as a float with no fraction. */
         if (lua_stringtonumber(L, lua_tostring(L, -1))) {
           lua_Number v = lua_tonumber(L, -1);
-          if (v == floor(v))
+          if (v == floor(v) && (v >= 0x1p63 || v < -0x1p63))
             what = "a whole number in the 64-bit integer range";
+          else if (v == floor(v))
+            what = "a whole number written as one (no exponent or point)";
           lua_pop(L, 1);
         }
       }
@@ -720,6 +722,7 @@ static int protected_run(lua_State *L)
   } else if (!req->deadline_ms ||
              run->deadline_ms < req->deadline_ms) {
     run->timeout_s = JOB_DEFAULT_TIMEOUT_S;
+    run->timeout_default = 1;
   }
   lua_pop(L, 1);
   if (!database && lua_getfield(L, spec, "database") == LUA_TSTRING)

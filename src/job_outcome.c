@@ -165,7 +165,9 @@ void job_outcome_stopped(lua_State *L, job_outcome *out)
 
       out->error_type = strdup("Job.Timeout");
       if (run->timeout_s > 0)
-        snprintf(which, sizeof which, "the job's timeout of %g s",
+        snprintf(which, sizeof which, "%s of %g s",
+                 run->timeout_default ? "the default timeout"
+                                      : "the job's timeout",
                  run->timeout_s);
       else
         snprintf(which, sizeof which, "the invocation's deadline");

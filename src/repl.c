@@ -755,10 +755,27 @@ static char *history_path(void)
  * keeps no history, saying so. */
 static int history_usable(const char *path)
 {
+  static const char header[] = "_HiStOrY_V2_\n";
+  char head[sizeof header - 1];
   struct stat st;
+  FILE *f;
+  size_t got;
 
-  if (stat(path, &st) != 0)
-    return errno == ENOENT;
+  if (stat(path, &st) != 0) {
+    /* Missing: created on the first input, if its folder exists. */
+    int ok = errno == ENOENT;
+    char *dir = strdup(path), *slash = dir ? strrchr(dir, '/') : NULL;
+
+    if (ok && slash && slash != dir) {
+      *slash = '\0';
+      ok = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+      if (!ok)
+        fprintf(stderr, "jobhost repl: the folder of the history file %s "
+                "does not exist; no history is kept\n", path);
+    }
+    free(dir);
+    return ok;
+  }
   if (!S_ISREG(st.st_mode)) {
     fprintf(stderr, "jobhost repl: history file %s is not a regular file; "
             "no history is kept (set JOBHOST_HISTORY to a file, or empty "
@@ -769,6 +786,19 @@ static int history_usable(const char *path)
     fprintf(stderr, "jobhost repl: history file %s is over %ld MB; no "
             "history is kept\n", path, HISTORY_FILE_MAX / (1024 * 1024));
     return 0;
+  }
+  /* A file of something else would be written over with the history. */
+  if (st.st_size > 0) {
+    f = fopen(path, "r");
+    got = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f)
+      fclose(f);
+    if (got != sizeof head || memcmp(head, header, sizeof head) != 0) {
+      fprintf(stderr, "jobhost repl: %s is not a history file; it is left "
+              "as it is and no history is kept (set JOBHOST_HISTORY to "
+              "another file)\n", path);
+      return 0;
+    }
   }
   return 1;
 }

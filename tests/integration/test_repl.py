@@ -547,15 +547,25 @@ class TerminalTest(ReplCase):
 
     def test_a_history_path_that_is_no_file_turns_history_off(self):
         # /dev/zero would be read without end.
-        for path in ("/dev/zero", self.tmp):
+        notes = os.path.join(self.tmp, "notes.txt")
+        with open(notes, "w") as f:
+            f.write("important notes\n")
+        for path, said in [
+                ("/dev/zero", "history file %s is not a regular file; no "
+                 "history is kept"),
+                (self.tmp, "history file %s is not a regular file"),
+                (notes, "%s is not a history file; it is left as it is"),
+                (os.path.join(self.tmp, "none", "h"),
+                 "the folder of the history file %s does not exist")]:
             self.history = path
             t = self.start()
-            t.expect("history file %s is not a regular file; no history is "
-                     "kept" % re.escape(path))
+            t.expect(said % re.escape(path))
             self.prompt(t)
             t.send("6 * 7\r")
             self.prompt(t, r"\n42\n")
             self.assertEqual(t.finish(), 0)
+        with open(notes) as f:
+            self.assertEqual(f.read(), "important notes\n")
 
     def test_tab_completes_globals_fields_and_methods(self):
         t = self.start()

@@ -294,6 +294,14 @@ return { timeout = 5, params = { reserve = 1000, left = 3, max = 100 },
                       "reserve_ms", err)
         self.assertIn("reserve_ms=10000", err)
 
+        _, body, err = self.run_job("b", "--param", "max=0")
+        self.assertEqual(body["stopped"], "max_batches reached")
+        self.assertIn("WARN batch stopped with work left", err)
+        _, body, _ = self.run_job("b", "--param", "reserve=-5",
+                                  expect_ok=False)
+        self.assertIn("batch.run: reserve_ms must be a number of "
+                      "milliseconds, 0 or more, not -5", body["errorMessage"])
+
 
 class EnvironmentTest(jhtest.Case):
     def test_unusable_settings_are_named_not_ignored(self):

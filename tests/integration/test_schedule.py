@@ -273,6 +273,13 @@ class JobSchedule(unittest.TestCase):
         self.assertEqual(proc.stdout.split(), ["2025-03-01T02:30:00Z",
                                                "2025-03-02T02:30:00Z"])
         self.assertIn("nightly.lua: cron(30 2 * * ? *)", proc.stderr)
+        # The same with the folder named on the command line.
+        env = dict(self.env)
+        jobs = env.pop("JOBHOST_JOBS")
+        proc = schedule("nightly", "--jobs", jobs, "--from",
+                        "2025-03-01T00:00:00Z", "--count", "1", env=env)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout.split(), ["2025-03-01T02:30:00Z"])
 
     def test_job_without_schedule(self):
         self.write_job("adhoc", "")
