@@ -216,30 +216,45 @@ void log_configure(FILE *out, log_format format, log_level min)
 
 void log_configure_from_env(void)
 {
-  const char *fmt_name = "AWS_LAMBDA_LOG_FORMAT";
-  const char *lvl_name = "AWS_LAMBDA_LOG_LEVEL";
-  const char *fmt = getenv(fmt_name);
-  const char *lvl = getenv(lvl_name);
-  int parsed = -1, bad_fmt = 0;
+  static const char *const fmt_names[] = {"AWS_LAMBDA_LOG_FORMAT",
+                                          "JOBHOST_LOG_FORMAT"};
+  static const char *const lvl_names[] = {"AWS_LAMBDA_LOG_LEVEL",
+                                          "JOBHOST_LOG_LEVEL"};
+  const char *bad_fmt = NULL, *bad_lvl = NULL, *bad_fmt_name = NULL,
+             *bad_lvl_name = NULL;
+  int i, fmt_set = 0, lvl_set = 0;
 
-  if (!fmt || !*fmt)
-    fmt = getenv(fmt_name = "JOBHOST_LOG_FORMAT");
-  if (!lvl || !*lvl)
-    lvl = getenv(lvl_name = "JOBHOST_LOG_LEVEL");
-  if (fmt && strcasecmp(fmt, "json") == 0)
-    log_fmt = LOG_JSON;
-  else if (fmt && strcasecmp(fmt, "text") == 0)
-    log_fmt = LOG_TEXT;
-  else if (fmt && *fmt)
-    bad_fmt = 1;
-  if (lvl && (parsed = log_level_parse(lvl)) >= 0)
-    log_min = (log_level)parsed;
+  /* Lambda's variables first; one that cannot be used gives way to
+   * jobhost's own. */
+  for (i = 0; i < 2; i++) {
+    const char *fmt = getenv(fmt_names[i]), *lvl = getenv(lvl_names[i]);
+    int parsed;
+
+    if (!fmt_set && fmt && *fmt) {
+      if (strcasecmp(fmt, "json") == 0 || strcasecmp(fmt, "text") == 0) {
+        log_fmt = strcasecmp(fmt, "json") == 0 ? LOG_JSON : LOG_TEXT;
+        fmt_set = 1;
+      } else if (!bad_fmt) {
+        bad_fmt = fmt;
+        bad_fmt_name = fmt_names[i];
+      }
+    }
+    if (!lvl_set && lvl && *lvl) {
+      if ((parsed = log_level_parse(lvl)) >= 0) {
+        log_min = (log_level)parsed;
+        lvl_set = 1;
+      } else if (!bad_lvl) {
+        bad_lvl = lvl;
+        bad_lvl_name = lvl_names[i];
+      }
+    }
+  }
   /* Told once the sink is set up as far as it can be. */
   if (bad_fmt)
-    env_warn(fmt_name, fmt, "json or text",
+    env_warn(bad_fmt_name, bad_fmt, "json or text",
              log_fmt == LOG_JSON ? "json" : "text");
-  if (lvl && *lvl && parsed < 0)
-    env_warn(lvl_name, lvl, "trace, debug, info, warn, error or fatal",
+  if (bad_lvl)
+    env_warn(bad_lvl_name, bad_lvl, "trace, debug, info, warn, error or fatal",
              log_level_name(log_min));
 }
 

@@ -105,7 +105,12 @@ int main(int argc, char **argv)
 
   base = base ? base + 1 : argv[0];
   log_configure(stderr, LOG_TEXT, LOG_INFO);
-  log_configure_from_env();
+  /* The Lambda runtime sets its own sink (stdout) before reading the
+   * environment's log settings, so that a warning about one lands there
+   * with the rest. */
+  if (!(strcmp(base, "bootstrap") == 0 || (argc < 2 && api && *api) ||
+        (argc > 1 && strcmp(argv[1], "lambda") == 0)))
+    log_configure_from_env();
   redact_environment();
 
   if (strcmp(base, "bootstrap") == 0 || (argc < 2 && api && *api)) {
