@@ -322,6 +322,16 @@ class EnvironmentTest(jhtest.Case):
             self.assertIn("using=" + using, line)
         self.assertEqual(err.count("variable=JOBHOST_MEMORY_MB"), 1)
 
+        # Lambda's variable, unusable, gives way to jobhost's own.
+        env = self.env(AWS_LAMBDA_LOG_FORMAT="xml", JOBHOST_LOG_FORMAT="json",
+                       JOBHOST_MEMORY_MB=" 5")
+        _, body, err = self.run_job("small", env=env)
+        records = [json.loads(l) for l in err.splitlines()]
+        warned = {r.get("variable"): r for r in records
+                  if r["message"] == "ignoring an environment variable"}
+        self.assertEqual(warned["AWS_LAMBDA_LOG_FORMAT"]["using"], "json")
+        self.assertEqual(warned["JOBHOST_MEMORY_MB"]["value"], " 5")
+
 
 class LostOutputTest(jhtest.Case):
     def test_a_result_that_cannot_be_written_fails_the_run(self):
