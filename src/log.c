@@ -184,26 +184,35 @@ static void line_add_text_value(line *b, const char *s)
   line_addc(b, '"');
 }
 
-static void line_add_number(line *b, const log_field *f)
-{
-  char num[40];
+#define NUMBER_MAX 40
 
+/* A number, boolean or non-finite field as the line writes it, into num
+ * (NUMBER_MAX bytes). */
+static void format_number(const log_field *f, char *num)
+{
   if (f->kind == LOG_F_INT) {
-    snprintf(num, sizeof num, "%lld", (long long)f->i);
+    snprintf(num, NUMBER_MAX, "%lld", (long long)f->i);
   } else if (f->kind == LOG_F_BOOL) {
-    snprintf(num, sizeof num, "%s", f->i ? "true" : "false");
+    snprintf(num, NUMBER_MAX, "%s", f->i ? "true" : "false");
   } else if (!isfinite(f->n)) {
-    snprintf(num, sizeof num, "%s",
+    snprintf(num, NUMBER_MAX, "%s",
              isnan(f->n) ? "\"NaN\"" : f->n > 0 ? "\"Infinity\""
                                                 : "\"-Infinity\"");
   } else {
     int prec;
     for (prec = 15; prec <= 17; prec++) {
-      snprintf(num, sizeof num, "%.*g", prec, f->n);
+      snprintf(num, NUMBER_MAX, "%.*g", prec, f->n);
       if (strtod(num, NULL) == f->n)
         break;
     }
   }
+}
+
+static void line_add_number(line *b, const log_field *f)
+{
+  char num[NUMBER_MAX];
+
+  format_number(f, num);
   line_adds(b, num);
 }
 
@@ -410,6 +419,19 @@ static void write_redacted(log_level level, const char *msg,
         (clean = redact_copy(copy[i].key, strlen(copy[i].key), &len))) {
       owned[k++] = clean;
       copy[i].key = clean;
+    }
+    /* A number as it would be written: a numeric secret (a PIN) is
+     * hidden there too. */
+    if (copy[i].kind == LOG_F_INT || copy[i].kind == LOG_F_NUM) {
+      char num[NUMBER_MAX];
+
+      format_number(&copy[i], num);
+      if ((clean = redact_copy(num, strlen(num), &len))) {
+        owned[k++] = clean;
+        copy[i].kind = LOG_F_STR;
+        copy[i].s = clean;
+      }
+      continue;
     }
     if ((copy[i].kind == LOG_F_STR || copy[i].kind == LOG_F_JSON) &&
         copy[i].s &&

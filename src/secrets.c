@@ -154,8 +154,9 @@ static int choose_provider(const char *id, provider *p, secrets_error *err)
   return -1;
 }
 
-/* Registers a JSON secret's string member whose name says it holds a
- * credential (redact_credential_name, keys included). */
+/* Registers a JSON secret's string or number member whose name says it
+ * holds a credential (redact_credential_name, keys included), in nested
+ * objects too. */
 static void register_member(const sjson_span *k, const sjson_span *v,
                             void *arg)
 {
@@ -163,13 +164,21 @@ static void register_member(const sjson_span *k, const sjson_span *v,
   size_t kn, n;
   char *name, *text;
 
-  if (v->kind != SJSON_STRING)
+  if (v->kind == SJSON_OBJECT) {
+    (void)sjson_each(v->p, v->len, register_member, arg, NULL);
+    return;
+  }
+  if (v->kind != SJSON_STRING && v->kind != SJSON_NUMBER)
     return;
   if (!(name = sjson_string(k, &kn))) {
     *rc = -1;
     return;
   }
-  if (redact_credential_name(name, kn, 1)) {
+  if (v->kind == SJSON_NUMBER) {
+    if (redact_credential_name(name, kn, 1) &&
+        redact_add(v->p, v->len) != 0)
+      *rc = -1;
+  } else if (redact_credential_name(name, kn, 1)) {
     if (!(text = sjson_string(v, &n))) {
       *rc = -1;
     } else {

@@ -690,10 +690,14 @@ return { run = function(ctx) return ctx.secret("a") end }""",
                   "Password": "Cap-" + pysecrets.token_hex(6),
                   "apiToken": "tok-" + pysecrets.token_hex(6),
                   "private_key": "pk-" + pysecrets.token_hex(6)}
-        self.secrets.extend(values.values())
+        nested = "nest-" + pysecrets.token_hex(6)
+        pin = 90000000 + pysecrets.randbelow(9999999)
+        self.secrets.extend(list(values.values()) + [nested, str(pin)])
         path = os.path.join(self.tmp, "secrets.json")
         with open(path, "w") as f:
-            json.dump({"app/creds": dict(values, username="u")}, f)
+            json.dump({"app/creds": dict(values, username="u",
+                                         replica={"password": nested},
+                                         pin_secret=pin)}, f)
         env = self.sm_env(JOBHOST_SECRETS_FILE=path)
         # Each member's value, alone, as a log field's name, in print, in
         # the result; then a secret as a key in a failing encode.
@@ -705,12 +709,23 @@ return { params = { fail = false }, run = function(ctx, p)
     ctx.log.info("member " .. s[k], { [s[k]] = 1, plain = s[k] })
     print(s[k])
   end
+  -- A nested member, a numeric one (also as a number field), and a
+  -- chunk named by its source: Lua would show its first 60 bytes.
+  ctx.log.info("nested " .. s.replica.password, { pin = s.pin_secret })
+  print(s.pin_secret)
+  local _, e = load("x = 1 --" .. string.rep("-", 30) .. s.password
+    .. "\\n +")
+  ctx.log.info("load said " .. tostring(e))
   if p.fail then return { [s.password .. "\\u{e9}"] = 0/0 } end
   return { s.db_password, s.Password, s.apiToken, s.private_key,
            { [s.password] = true } }
 end }""", env=env)
         self.assertEqual(body[4], {"[redacted]": True})
         self.assertEqual(err.count("[redacted]") >= 15, True, err)
+        self.assertIn("load said (load):", err)
+        # No part of a value either (Lua cuts long chunk names).
+        for v in values.values():
+            self.assertNotIn(v[:6], err)
         _, body, err = self.run_job("members", "--param", "fail=true",
                                     env=env, expect_ok=False)
         self.assertIn("[<a key of ", body["errorMessage"])
