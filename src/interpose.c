@@ -21,13 +21,15 @@
  *    OpenSSL's documented way to restart a context under the key it
  *    already holds is HMAC_Init_ex(ctx, NULL, 0, NULL, NULL), and its
  *    result is the same as with the key given again. So HMAC_Init_ex
- *    here remembers, per thread, the context it last keyed, with what
- *    digest and key, and when that same context is keyed again with the
- *    same digest and key, restarts it instead. The remembered key is
- *    wiped as soon as another key, a reset, a copy onto the context or
- *    its free makes it useless. (PostgreSQL 18's libpq keys the context
- *    once itself.) */
+ *    here remembers the context it last keyed (one for the process, under
+ *    a lock, so that a context freed on another thread is forgotten too),
+ *    with what digest and key, and when that same context is keyed again
+ *    with the same digest and key, restarts it instead. The remembered
+ *    key is wiped as soon as another key, a reset, a copy onto the
+ *    context or its free makes it useless. (PostgreSQL 18's libpq keys
+ *    the context once itself.) */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -60,7 +62,8 @@ typedef struct {
   unsigned char key[KEY_MAX];
 } keyed;
 
-static _Thread_local keyed last;
+static keyed last;
+static pthread_mutex_t last_lock = PTHREAD_MUTEX_INITIALIZER;
 
 typedef int (*init_fn)(HMAC_CTX *, const void *, int, const EVP_MD *,
                        ENGINE *);
@@ -74,7 +77,9 @@ static void *real(const char *name)
   return dlsym(RTLD_NEXT, name);
 }
 
-static void forget(const HMAC_CTX *ctx)
+/* Forgets the remembered context when it is ctx (any when NULL); the
+ * lock is held. */
+static void forget_locked(const HMAC_CTX *ctx)
 {
   if (last.ctx && (ctx == NULL || last.ctx == ctx)) {
     OPENSSL_cleanse(last.key, sizeof last.key);
@@ -84,30 +89,44 @@ static void forget(const HMAC_CTX *ctx)
   }
 }
 
+static void forget(const HMAC_CTX *ctx)
+{
+  pthread_mutex_lock(&last_lock);
+  forget_locked(ctx);
+  pthread_mutex_unlock(&last_lock);
+}
+
 int HMAC_Init_ex(HMAC_CTX *ctx, const void *key, int len, const EVP_MD *md,
                  ENGINE *impl)
 {
   static init_fn init;
-  int ok;
+  int ok, same;
 
   if (!init)
     init = (init_fn)real("HMAC_Init_ex");
   if (!init)
     return 0;
-  if (key && ctx && ctx == last.ctx && md == last.md && impl == NULL &&
-      len == last.len && CRYPTO_memcmp(key, last.key, (size_t)len) == 0 &&
-      init(ctx, NULL, 0, NULL, NULL))
-    return 1;
   if (!key)
     return init(ctx, key, len, md, impl);
 
-  forget(NULL);
+  pthread_mutex_lock(&last_lock);
+  same = ctx && ctx == last.ctx && md == last.md && impl == NULL &&
+         len == last.len &&
+         CRYPTO_memcmp(key, last.key, (size_t)len) == 0;
+  if (!same)
+    forget_locked(NULL);
+  pthread_mutex_unlock(&last_lock);
+  if (same && init(ctx, NULL, 0, NULL, NULL))
+    return 1;
+
   ok = init(ctx, key, len, md, impl);
   if (ok && ctx && md && impl == NULL && len >= 0 && len <= KEY_MAX) {
+    pthread_mutex_lock(&last_lock);
     last.ctx = ctx;
     last.md = md;
     last.len = len;
     memcpy(last.key, key, (size_t)len);
+    pthread_mutex_unlock(&last_lock);
   }
   return ok;
 }
