@@ -154,47 +154,67 @@ static int choose_provider(const char *id, provider *p, secrets_error *err)
   return -1;
 }
 
-/* Registers a JSON secret's string or number member whose name says it
- * holds a credential (redact_credential_name, keys included), in nested
- * objects too. */
+static void register_member(const sjson_span *k, const sjson_span *v,
+                            void *arg);
+
+/* Registers a string or a number (as written) of a credential member, or
+ * each element of an array of them. */
+static void register_credential(const sjson_span *v, void *arg)
+{
+  int *rc = arg;
+  size_t n;
+  char *text;
+
+  if (v->kind == SJSON_ARRAY) {
+    (void)sjson_each_element(v, register_credential, arg);
+  } else if (v->kind == SJSON_OBJECT) {
+    (void)sjson_each(v->p, v->len, register_member, arg, NULL);
+  } else if (v->kind == SJSON_NUMBER) {
+    if (redact_add(v->p, v->len) != 0)
+      *rc = -1;
+  } else if (v->kind == SJSON_STRING) {
+    if (!(text = sjson_string(v, &n))) {
+      *rc = -1;
+      return;
+    }
+    if (redact_add(text, n) != 0)
+      *rc = -1;
+    explicit_bzero(text, n);
+    free(text);
+  }
+}
+
+/* Registers a JSON secret's member whose name says it holds a credential
+ * (redact_credential_name, keys included): a string, a number, or the
+ * strings and numbers of an array; and looks into nested objects. */
 static void register_member(const sjson_span *k, const sjson_span *v,
                             void *arg)
 {
   int *rc = arg;
-  size_t kn, n;
-  char *name, *text;
+  size_t kn;
+  char *name;
 
   if (v->kind == SJSON_OBJECT) {
     (void)sjson_each(v->p, v->len, register_member, arg, NULL);
     return;
   }
-  if (v->kind != SJSON_STRING && v->kind != SJSON_NUMBER)
+  if (v->kind != SJSON_STRING && v->kind != SJSON_NUMBER &&
+      v->kind != SJSON_ARRAY)
     return;
   if (!(name = sjson_string(k, &kn))) {
     *rc = -1;
     return;
   }
-  if (v->kind == SJSON_NUMBER) {
-    if (redact_credential_name(name, kn, 1) &&
-        redact_add(v->p, v->len) != 0)
-      *rc = -1;
-  } else if (redact_credential_name(name, kn, 1)) {
-    if (!(text = sjson_string(v, &n))) {
-      *rc = -1;
-    } else {
-      if (redact_add(text, n) != 0)
-        *rc = -1;
-      explicit_bzero(text, n);
-      free(text);
-    }
-  }
+  if (redact_credential_name(name, kn, 1))
+    register_credential(v, arg);
   free(name);
 }
 
 /* Registers a fetched value with the redactor (redact.h): the whole
- * value, and for a JSON object the string members that by their name hold
+ * value, and for a JSON object the members that by their name hold
  * credentials (password, db_password, Password, apiToken, private_key,
- * ...), which a job is likelier to log than the whole secret. Returns 0,
+ * ...; strings, numbers and arrays of them, in nested objects too), which
+ * a job is likelier to log than the whole secret. Returns 0,
  * or -1 when memory ran out: the value is then not handed out, since it
  * could not be hidden. */
 static int register_for_redaction(const secrets_value *v)

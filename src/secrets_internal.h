@@ -91,6 +91,12 @@ typedef void sjson_member_fn(const sjson_span *key, const sjson_span *val,
 int sjson_each(const char *text, size_t len, sjson_member_fn *each,
                void *arg, size_t *bad_at);
 
+/* Calls each(element, arg) for every element of the array span, in
+ * order. Returns 0, or -1 when it is not a well-formed array. */
+typedef void sjson_element_fn(const sjson_span *val, void *arg);
+int sjson_each_element(const sjson_span *array, sjson_element_fn *each,
+                       void *arg);
+
 /* The same, and on -1 the offset of about where text stops being one
  * (the end of the text when it stops short) in *bad_at. */
 int sjson_member_at(const char *text, size_t len, const char *key,

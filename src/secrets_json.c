@@ -266,6 +266,35 @@ bad:
   return -1;
 }
 
+int sjson_each_element(const sjson_span *array, sjson_element_fn *each,
+                       void *arg)
+{
+  cursor c = {array->p, array->p + array->len};
+
+  skip_ws(&c);
+  if (c.p >= c.end || *c.p != '[')
+    return -1;
+  c.p++;
+  skip_ws(&c);
+  if (c.p < c.end && *c.p == ']')
+    return 0;
+  for (;;) {
+    sjson_span v;
+
+    if (skip_value(&c, 1, &v))
+      return -1;
+    each(&v, arg);
+    skip_ws(&c);
+    if (c.p >= c.end)
+      return -1;
+    if (*c.p == ']')
+      return 0;
+    if (*c.p != ',')
+      return -1;
+    c.p++;
+  }
+}
+
 typedef struct {
   const char *key;
   sjson_span *val;

@@ -692,12 +692,15 @@ return { run = function(ctx) return ctx.secret("a") end }""",
                   "private_key": "pk-" + pysecrets.token_hex(6)}
         nested = "nest-" + pysecrets.token_hex(6)
         pin = 90000000 + pysecrets.randbelow(9999999)
-        self.secrets.extend(list(values.values()) + [nested, str(pin)])
+        listed = "arr-" + pysecrets.token_hex(6)
+        self.secrets.extend(list(values.values()) +
+                            [nested, str(pin), listed])
         path = os.path.join(self.tmp, "secrets.json")
         with open(path, "w") as f:
             json.dump({"app/creds": dict(values, username="u",
                                          replica={"password": nested},
-                                         pin_secret=pin)}, f)
+                                         pin_secret=pin,
+                                         tokens=["a", listed])}, f)
         env = self.sm_env(JOBHOST_SECRETS_FILE=path)
         # Each member's value, alone, as a log field's name, in print, in
         # the result; then a secret as a key in a failing encode.
@@ -711,7 +714,8 @@ return { params = { fail = false }, run = function(ctx, p)
   end
   -- A nested member, a numeric one (also as a number field), and a
   -- chunk named by its source: Lua would show its first 60 bytes.
-  ctx.log.info("nested " .. s.replica.password, { pin = s.pin_secret })
+  ctx.log.info("nested " .. s.replica.password, { pin = s.pin_secret,
+    listed = s.tokens[2] })
   print(s.pin_secret)
   local _, e = load("x = 1 --" .. string.rep("-", 30) .. s.password
     .. "\\n +")
