@@ -224,6 +224,36 @@ static int check_spec_params(lua_State *L, const char *dir, const char *name,
   return 0;
 }
 
+/* The edit distance between a and b (insertions, deletions, changes and
+ * swaps of two neighbours), or a large number past 32 bytes. */
+static size_t edit_distance(const char *a, const char *b)
+{
+  size_t la = strlen(a), lb = strlen(b), i, j;
+  size_t d[33][33];
+
+  if (la > 32 || lb > 32)
+    return 99;
+  for (i = 0; i <= la; i++)
+    d[i][0] = i;
+  for (j = 0; j <= lb; j++)
+    d[0][j] = j;
+  for (i = 1; i <= la; i++) {
+    for (j = 1; j <= lb; j++) {
+      size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+
+      if (d[i - 1][j] + 1 < best)
+        best = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < best)
+        best = d[i][j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+          d[i - 2][j - 2] + 1 < best)
+        best = d[i - 2][j - 2] + 1;
+      d[i][j] = best;
+    }
+  }
+  return d[la][lb];
+}
+
 /* Checks the spec at the top of the stack. Returns 0, or -1 with err
  * naming the file and the key. The spec is read raw: a table with a
  * metatable is refused first, so no metamethod of the job's runs while
@@ -248,11 +278,21 @@ static int validate_spec(lua_State *L, const char *dir, const char *name,
           strcmp(lua_tostring(L, -1), k->key) == 0)
         break;
     if (!k->key) {
+      int key = lua_gettop(L);
+      const char *given = job_tostring(L, key), *near = NULL;
+      char hint[64] = "";
+
+      /* A typo of a known key (schedul, timeuot) is named. */
+      for (k = spec_keys; k->key && lua_type(L, key) == LUA_TSTRING; k++)
+        if (edit_distance(lua_tostring(L, key), k->key) <= 2)
+          near = k->key;
+      if (near)
+        snprintf(hint, sizeof hint, "did you mean \"%s\"? ", near);
       snprintf(err, errlen,
-               "%s/%s.lua: unknown key \"%s\" in the job's spec (known: "
+               "%s/%s.lua: unknown key \"%s\" in the job's spec (%sknown: "
                "description, schedule, database, timeout, memory, lock, "
                "params, run)",
-               dir, name, job_tostring(L, -1));
+               dir, name, given, hint);
       lua_settop(L, spec);
       return -1;
     }

@@ -162,9 +162,15 @@ end }""")
         self.write_job("norun", "return { description = 'x' }")
         proc = self.jobhost("check", "badkey", "badtype", "norun")
         self.assertEqual(proc.returncode, 1)
-        self.assertIn('unknown key "shedule"', proc.stdout)
+        self.assertIn('unknown key "shedule" in the job\'s spec (did you '
+                      'mean "schedule"? known:', proc.stdout)
         self.assertIn('"timeout" must be a number, not string', proc.stdout)
         self.assertIn('"run" must be a function, not missing', proc.stdout)
+        # A key like no known one gets no guess.
+        self.write_job("odd", "return { run = function() end, colour = 1 }")
+        proc = self.jobhost("check", "odd")
+        self.assertIn('unknown key "colour" in the job\'s spec (known:',
+                      proc.stdout)
 
     def test_unknown_job_and_bad_usage(self):
         code, body, _ = self.run_job("nope", expect_ok=False)
