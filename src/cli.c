@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "db.h"
+#include "env.h"
 #include "job.h"
 #include "log.h"
 #include "schedule.h"
@@ -115,12 +116,16 @@ int cli_run(int argc, char **argv)
   job_outcome out;
   const char *params[MAX_PARAMS + 1];
   char *event = NULL;
-  int nparams = 0, i, rc = 2;
+  int nparams = 0, i, rc = 2, fmt_given = 0, lvl_given = 0;
 
   for (i = 1; i < argc; i++) {
     const char *a = argv[i];
     int common = common_option(argc, argv, &i);
 
+    if (common > 0) {
+      fmt_given |= strcmp(a, "--log-format") == 0;
+      lvl_given |= strcmp(a, "--log-level") == 0;
+    }
     if (common < 0) {
       fprintf(stderr, "jobhost run: bad value \"%s\" for %s: %s\n",
               argv[i], a,
@@ -173,6 +178,17 @@ int cli_run(int argc, char **argv)
       goto out;
     }
   }
+  /* The environment's log settings an option overrode are not warned of;
+   * the other warnings go out in the format now in force. */
+  if (fmt_given) {
+    env_drop("AWS_LAMBDA_LOG_FORMAT");
+    env_drop("JOBHOST_LOG_FORMAT");
+  }
+  if (lvl_given) {
+    env_drop("AWS_LAMBDA_LOG_LEVEL");
+    env_drop("JOBHOST_LOG_LEVEL");
+  }
+  env_flush();
   if (!req.name) {
     run_usage(stderr);
     goto out;
@@ -200,6 +216,7 @@ int cli_run(int argc, char **argv)
   db_pool_close_all();
 
 out:
+  env_flush();
   free(event);
   return rc;
 }

@@ -16,6 +16,34 @@ static const char *warned[WARNED_MAX];
 static size_t nwarned;
 static pthread_mutex_t warned_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Warnings held back by env_defer until env_flush. */
+#define HELD_MAX 8
+typedef struct {
+  const char *name;
+  char *value, *expected, *using;
+} held_warning;
+static held_warning held[HELD_MAX];
+static size_t nheld;
+static int deferring;
+
+static void emit(const char *name, const char *value, const char *expected,
+                 const char *using)
+{
+  log_emit(LOG_WARN, "ignoring an environment variable",
+           (log_field[]){LOG_S("variable", name), LOG_S("value", value),
+                         LOG_S("expected", expected),
+                         LOG_S("using", using)},
+           4);
+}
+
+static void release(held_warning *h)
+{
+  free(h->value);
+  free(h->expected);
+  free(h->using);
+  memset(h, 0, sizeof *h);
+}
+
 void env_warn(const char *name, const char *value, const char *expected,
               const char *using)
 {
@@ -28,14 +56,57 @@ void env_warn(const char *name, const char *value, const char *expected,
       seen = 1;
   if (!seen && nwarned < WARNED_MAX)
     warned[nwarned++] = name;
+  if (!seen && deferring && nheld < HELD_MAX) {
+    held_warning *h = &held[nheld];
+
+    h->name = name;
+    h->value = strdup(value);
+    h->expected = strdup(expected);
+    h->using = strdup(using);
+    if (h->value && h->expected && h->using) {
+      nheld++;
+      seen = 1;
+    } else {
+      release(h);
+    }
+  }
   pthread_mutex_unlock(&warned_lock);
-  if (seen)
-    return;
-  log_emit(LOG_WARN, "ignoring an environment variable",
-           (log_field[]){LOG_S("variable", name), LOG_S("value", value),
-                         LOG_S("expected", expected),
-                         LOG_S("using", using)},
-           4);
+  if (!seen)
+    emit(name, value, expected, using);
+}
+
+void env_defer(void)
+{
+  deferring = 1;
+}
+
+void env_drop(const char *name)
+{
+  size_t i, k = 0;
+
+  pthread_mutex_lock(&warned_lock);
+  for (i = 0; i < nheld; i++) {
+    if (strcmp(held[i].name, name) == 0)
+      release(&held[i]);
+    else
+      held[k++] = held[i];
+  }
+  nheld = k;
+  pthread_mutex_unlock(&warned_lock);
+}
+
+void env_flush(void)
+{
+  size_t i;
+
+  pthread_mutex_lock(&warned_lock);
+  deferring = 0;
+  for (i = 0; i < nheld; i++) {
+    emit(held[i].name, held[i].value, held[i].expected, held[i].using);
+    release(&held[i]);
+  }
+  nheld = 0;
+  pthread_mutex_unlock(&warned_lock);
 }
 
 long env_long(const char *name, long min, long max, long fallback)

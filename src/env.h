@@ -15,4 +15,13 @@ long env_long(const char *name, long min, long max, long fallback);
 void env_warn(const char *name, const char *value, const char *expected,
               const char *using);
 
+/* Holds warnings back until env_flush, for a command that reads its own
+ * log options after the environment's: env_drop forgets the ones about a
+ * variable an option has overridden, env_flush writes the rest (in the
+ * log format then in force) and stops holding. name must outlive the
+ * process (a literal). */
+void env_defer(void);
+void env_drop(const char *name);
+void env_flush(void);
+
 #endif

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "cli_schedule.h"
 #include "cli_template.h"
+#include "env.h"
 #include "lambda.h"
 #include "log.h"
 #include "redact.h"
@@ -80,6 +81,7 @@ static const command *find(const char *name)
  * runs, for the leak check. */
 static int finish(int rc)
 {
+  env_flush();
   if (fflush(stdout) != 0 || ferror(stdout)) {
     /* A log record, so that a reader of JSON logs sees it after the
      * run's own "run finished". */
@@ -109,8 +111,13 @@ int main(int argc, char **argv)
    * environment's log settings, so that a warning about one lands there
    * with the rest. */
   if (!(strcmp(base, "bootstrap") == 0 || (argc < 2 && api && *api) ||
-        (argc > 1 && strcmp(argv[1], "lambda") == 0)))
+        (argc > 1 && strcmp(argv[1], "lambda") == 0))) {
+    /* `run` reads its --log-format and --log-level next: a warning about
+     * the environment's waits for them (cli_run flushes it). */
+    if (argc > 1 && strcmp(argv[1], "run") == 0)
+      env_defer();
     log_configure_from_env();
+  }
   redact_environment();
 
   if (strcmp(base, "bootstrap") == 0 || (argc < 2 && api && *api)) {

@@ -328,6 +328,16 @@ class EnvironmentTest(jhtest.Case):
             self.assertIn("using=" + using, line)
         self.assertEqual(err.count("variable=JOBHOST_MEMORY_MB"), 1)
 
+        # Told in the format the command line asks for, and not at all
+        # for a setting the command line overrides.
+        env = self.env(JOBHOST_LOG_LEVEL="verbose", JOBHOST_MEMORY_MB="x")
+        _, body, err = self.run_job("small", "--log-format", "json",
+                                    "--log-level", "debug", env=env)
+        records = [json.loads(l) for l in err.splitlines()]
+        warned = [r.get("variable") for r in records
+                  if r["message"] == "ignoring an environment variable"]
+        self.assertEqual(warned, ["JOBHOST_MEMORY_MB"])
+
         # Lambda's variable, unusable, gives way to jobhost's own.
         env = self.env(AWS_LAMBDA_LOG_FORMAT="xml", JOBHOST_LOG_FORMAT="json",
                        JOBHOST_MEMORY_MB=" 5")
