@@ -292,12 +292,16 @@ class JobSchedule(unittest.TestCase):
         self.assertEqual(proc.returncode, 1)
         self.assertIn("no_such_job", proc.stderr)
 
+    def check(self):
+        """jobhost check over the test's jobs folder."""
+        return subprocess.run([BIN, "check", "--jobs", self.jobs],
+                              capture_output=True, text=True, timeout=60,
+                              env=self.env)
+
     def test_check_reports_an_invalid_schedule(self):
         self.write_job("weekly", '  schedule = "cron(0 6 * * MON *)",\n')
         self.write_job("daily", '  schedule = "cron(0 6 * * ? *)",\n')
-        proc = subprocess.run([BIN, "check", "--jobs", self.jobs],
-                              capture_output=True, text=True, timeout=60,
-                              env=self.env)
+        proc = self.check()
         self.assertEqual(proc.returncode, 1, proc.stdout + proc.stderr)
         out = proc.stdout + proc.stderr
         self.assertIn("weekly.lua", out)
@@ -307,9 +311,7 @@ class JobSchedule(unittest.TestCase):
     def test_check_warns_of_a_schedule_that_never_fires(self):
         self.write_job("feb31", '  schedule = "cron(0 0 31 2 ? *)",\n')
         self.write_job("old", '  schedule = "cron(0 0 ? * MON 2020)",\n')
-        proc = subprocess.run([BIN, "check", "--jobs", self.jobs],
-                              capture_output=True, text=True, timeout=60,
-                              env=self.env)
+        proc = self.check()
         self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
         self.assertIn("warning: schedule cron(0 0 31 2 ? *) never fires "
                       "from now on", proc.stdout)

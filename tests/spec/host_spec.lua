@@ -67,17 +67,23 @@ describe("the sandbox", function()
 
 end)
 
+-- Runs code in an isolated state with a deadline of ms and checks that
+-- the run was stopped there, as a timeout naming the deadline.
+local function stopped_at_deadline(code, ms)
+  local ok, err, stop = spec.isolated(code, { deadline_ms = ms })
+  check.eq(ok, false)
+  check.eq(stop, "timeout")
+  check.truthy(err:find("deadline", 1, true), err)
+end
+
 describe("the limits", function()
   it("stops a runaway loop at the deadline even inside pcall", function()
-    local ok, err, stop = spec.isolated([[
+    stopped_at_deadline([[
       while true do
         pcall(function() while true do end end)
         xpcall(function() while true do end end, function() return 1 end)
       end
-    ]], { deadline_ms = 200 })
-    check.eq(ok, false)
-    check.eq(stop, "timeout")
-    check.truthy(err:find("deadline", 1, true), err)
+    ]], 200)
   end)
 
   it("stops a runaway loop at the deadline inside coroutines", function()
@@ -104,10 +110,7 @@ describe("the limits", function()
         coroutine.resume(idle)
         return "went on"]],
     }) do
-      local ok, err, stop = spec.isolated(code, { deadline_ms = 300 })
-      check.eq(ok, false)
-      check.eq(stop, "timeout")
-      check.truthy(err:find("deadline", 1, true), err)
+      stopped_at_deadline(code, 300)
     end
   end)
 
@@ -127,15 +130,12 @@ describe("the limits", function()
         end))
         return "went on"]],
     }) do
-      local ok, err, stop = spec.isolated(code, { deadline_ms = 300 })
-      check.eq(ok, false)
-      check.eq(stop, "timeout")
-      check.truthy(err:find("deadline", 1, true), err)
+      stopped_at_deadline(code, 300)
     end
   end)
 
   it("keeps the finalizers of the host's objects out of reach", function()
-    local ok, err, stop = spec.isolated([[
+    stopped_at_deadline([[
       getmetatable(io.open("/dev/null")).__gc = function()
         while true do end
       end
@@ -145,10 +145,7 @@ describe("the limits", function()
         collectgarbage()
       end
       while true do end
-    ]], { deadline_ms = 300 })
-    check.eq(ok, false)
-    check.eq(stop, "timeout")
-    check.truthy(err:find("deadline", 1, true), err)
+    ]], 300)
   end)
 
   it("keeps coroutines working as Lua's own", function()
