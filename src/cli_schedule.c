@@ -325,14 +325,13 @@ int cli_schedule(int argc, char **argv)
   if (!is_job_name(opts.target))
     return preview(&opts, opts.target, NULL);
 
-  /* The jobs folder is the environment's for the lookups below. */
-  if (opts.jobs_dir)
-    setenv("JOBHOST_JOBS", opts.jobs_dir, 1);
-  if (job_schedule_of(opts.target, expr, sizeof expr, err, sizeof err) < 0) {
+  if (job_schedule_of(opts.jobs_dir, opts.target, expr, sizeof expr, err,
+                      sizeof err) < 0) {
     fprintf(stderr, "jobhost schedule: %s\n", err);
     return EXIT_INVALID;
   }
-  snprintf(source, sizeof source, "%s/%s.lua", job_default_dir(), opts.target);
+  snprintf(source, sizeof source, "%s/%s.lua",
+           opts.jobs_dir ? opts.jobs_dir : job_default_dir(), opts.target);
   if (expr[0] == '\0') {
     fprintf(stderr, "jobhost schedule: %s declares no schedule\n", source);
     return EXIT_INVALID;

@@ -381,10 +381,10 @@ int job_check(const char *jobs_dir, const char *name, char *err,
   return 0;
 }
 
-int job_schedule_of(const char *name, char *out, size_t outlen, char *err,
-                    size_t errlen)
+int job_schedule_of(const char *dir, const char *name, char *out,
+                    size_t outlen, char *err, size_t errlen)
 {
-  lua_State *L = job_spec_open(NULL, name, err, errlen);
+  lua_State *L = job_spec_open(dir, name, err, errlen);
 
   if (!L)
     return -1;

@@ -89,10 +89,10 @@ lua_State *job_spec_open(const char *dir, const char *name, char *err,
                          size_t errlen);
 void job_spec_close(lua_State *L);
 
-/* Reads the schedule a job declares into out ("" when it has none).
- * Returns 0, or -1 with err set. */
-int job_schedule_of(const char *name, char *out, size_t outlen, char *err,
-                    size_t errlen);
+/* Reads the schedule a job in dir (NULL: job_default_dir) declares into
+ * out ("" when it has none). Returns 0, or -1 with err set. */
+int job_schedule_of(const char *dir, const char *name, char *out,
+                    size_t outlen, char *err, size_t errlen);
 
 /* Lists the job names in dir, sorted: a NULL-terminated malloc'd array
  * of malloc'd strings (free with job_list_free), or NULL on error. */

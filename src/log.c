@@ -464,14 +464,6 @@ static int encode_field(lua_State *L)
   return 1;
 }
 
-/* Whether a field's key names a credential (password, secret, token,
- * passwd, pwd, any case): a job's string value under it is logged as
- * "***", whether or not it is a secret jobhost fetched. */
-static int names_credential(const char *key)
-{
-  return redact_credential_name(key, strlen(key), 0);
-}
-
 /* Turns the value at the top of the stack into a field. Tables become
  * JSON; a value JSON cannot hold is written as its tostring. The strings
  * stay on the Lua stack until the record is written. */
@@ -479,7 +471,10 @@ static void field_from_lua(lua_State *L, const char *key, log_field *f)
 {
   f->key = key;
   f->s = NULL;
-  if (lua_type(L, -1) == LUA_TSTRING && names_credential(key)) {
+  /* A string under a key that names a credential (redact.h) is logged as
+   * "***", whether or not it is a secret jobhost fetched. */
+  if (lua_type(L, -1) == LUA_TSTRING &&
+      redact_credential_name(key, strlen(key), 0)) {
     f->kind = LOG_F_STR;
     f->s = "***";
     return;

@@ -104,14 +104,16 @@ int main(int argc, char **argv)
   const command *c;
   char *lambda_argv[] = {"lambda", NULL};
   const char *api = getenv("AWS_LAMBDA_RUNTIME_API");
+  int bootstrap;
 
   base = base ? base + 1 : argv[0];
+  /* Serving as the Lambda runtime without being asked by name. */
+  bootstrap = strcmp(base, "bootstrap") == 0 || (argc < 2 && api && *api);
   log_configure(stderr, LOG_TEXT, LOG_INFO);
   /* The Lambda runtime sets its own sink (stdout) before reading the
    * environment's log settings, so that a warning about one lands there
    * with the rest. */
-  if (!(strcmp(base, "bootstrap") == 0 || (argc < 2 && api && *api) ||
-        (argc > 1 && strcmp(argv[1], "lambda") == 0))) {
+  if (!bootstrap && !(argc > 1 && strcmp(argv[1], "lambda") == 0)) {
     /* `run` reads its --log-format and --log-level next: a warning about
      * the environment's waits for them (cli_run flushes it). */
     if (argc > 1 && strcmp(argv[1], "run") == 0)
@@ -120,7 +122,7 @@ int main(int argc, char **argv)
   }
   redact_environment();
 
-  if (strcmp(base, "bootstrap") == 0 || (argc < 2 && api && *api)) {
+  if (bootstrap) {
     c = find("lambda");
     if (c)
       return finish(c->run(1, lambda_argv));

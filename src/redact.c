@@ -51,12 +51,9 @@ static int add_form(const char *value, size_t len)
     return -1;
   memcpy(copy, value, len);
 
-  /* Longer values first, so a value that contains another is replaced
-   * whole. */
-  for (i = nknown; i > 0 && known[i - 1].len < len; i--)
-    known[i] = known[i - 1];
-  known[i].value = copy;
-  known[i].len = len;
+  /* In any order: redact_copy hides every byte any value covers. */
+  known[nknown].value = copy;
+  known[nknown].len = len;
   nknown++;
   return 0;
 }
