@@ -481,7 +481,13 @@ class StandInsTest(jhtest.Case):
 
     def test_libpq_keys_its_hmac_through_the_binary(self):
         binary, found = self.bindings()
-        for sym in ("HMAC_Init_ex", "HMAC_CTX_free"):
+        for sym in ("HMAC_Init_ex", "HMAC_Update", "HMAC_Final",
+                    "HMAC_CTX_free"):
+            self.assertEqual(found.get(("libpq", sym)), {binary}, sym)
+
+    def test_libpq_draws_its_nonce_through_the_binary(self):
+        binary, found = self.bindings()
+        for sym in ("RAND_status", "RAND_bytes"):
             self.assertEqual(found.get(("libpq", sym)), {binary}, sym)
 
     def test_gnutls_asks_the_binary_whether_to_initialise(self):
