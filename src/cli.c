@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 #include <lua.h>
@@ -17,6 +18,7 @@
 #include "job.h"
 #include "log.h"
 #include "schedule.h"
+#include "watchdog.h"
 
 #define MAX_PARAMS 64
 /* The longest a Lambda function may run. */
@@ -110,6 +112,43 @@ static int common_option(int argc, char **argv, int *i)
   return 0;
 }
 
+/* How long after its deadline a run's own stop (a statement cancelled, a
+ * transaction rolled back) may take before the watchdog ends it. */
+#define RUN_STUCK_GRACE_MS 1000
+
+/* The watchdog's handler for `jobhost run`: the run is stuck past its
+ * deadline. Prints the failure as a failed run does, with write(2) rather
+ * than stdio (the stuck thread may hold stdout's lock), logs it and ends
+ * the process. */
+static void run_stuck(void *unused)
+{
+  job_outcome out = {0};
+  char *body;
+
+  (void)unused;
+  out.error_type = "Job.Timeout";
+  out.error_message = JOB_STUCK_MESSAGE;
+  body = job_error_json(&out);
+  if (body) {
+    size_t len = strlen(body), done = 0;
+
+    body[len++] = '\n';
+    while (done < len) {
+      ssize_t n = write(STDOUT_FILENO, body + done, len - done);
+
+      if (n <= 0)
+        break;
+      done += (size_t)n;
+    }
+  }
+  log_emit(LOG_ERROR, "run failed",
+           (log_field[]){LOG_S("outcome", "failure"),
+                         LOG_S("error_type", out.error_type),
+                         LOG_S("error", out.error_message)},
+           3);
+  _exit(1);
+}
+
 int cli_run(int argc, char **argv)
 {
   job_request req = {0};
@@ -199,6 +238,7 @@ int cli_run(int argc, char **argv)
 
   /* One run and the process exits: no session reset for a next run. */
   db_pool_reuse(0);
+  watchdog_set_handler(run_stuck, NULL, RUN_STUCK_GRACE_MS);
   if (job_run(&req, &out) == 0) {
     fwrite(out.result, 1, out.result_len, stdout);
     fputc('\n', stdout);

@@ -18,7 +18,10 @@
  * on every thread the run is inside of: the state itself and each
  * coroutine being resumed, which the sandbox's coroutine.resume and
  * coroutine.wrap record. Where no timer can be had, the count hook polls
- * the clock every HOST_HOOK_COUNT instructions, as a fallback. */
+ * the clock every HOST_HOOK_COUNT instructions, as a fallback. A call
+ * into C that never returns reaches no hook: the watchdog (watchdog.h),
+ * armed with the same deadline, ends the process when the command gave
+ * it a handler. */
 #include "host.h"
 
 #include <signal.h>
@@ -38,6 +41,7 @@
 #include "embed.h"
 #include "json.h"
 #include "log.h"
+#include "watchdog.h"
 
 volatile sig_atomic_t host_interrupt_requested;
 
@@ -141,6 +145,15 @@ static void arm_timer(void)
       timer_settime(deadline_timer, TIMER_ABSTIME, &at, NULL) != 0) {
     if (run && run->deadline_ms > 0 && run->state)
       lua_sethook(run->state, hook, LUA_MASKCOUNT, HOST_HOOK_COUNT);
+  }
+  /* The last resort for a run stuck in C past its deadline: the
+   * watchdog, when the command set one. Past a run that it has ended,
+   * there is nothing to go back to. */
+  if (watchdog_enabled()) {
+    if (run && run->deadline_ms > 0)
+      watchdog_arm(run->deadline_ms);
+    else if (watchdog_disarm() != 0)
+      watchdog_wait_end();
   }
 }
 

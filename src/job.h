@@ -21,6 +21,12 @@
 #define JOB_MAX_TIMEOUT_S 86400
 #define JOB_MAX_MEMORY_MB 65536
 
+/* The error of a run the watchdog (watchdog.h) ended, as Job.Timeout. */
+#define JOB_STUCK_MESSAGE                                                   \
+  "the run did not stop at its deadline: it is stuck in a call that "      \
+  "does not return to Lua (a C function such as a long pattern match, "   \
+  "or a read that never ends), so the process was ended"
+
 /* What to run. Everything but name may be NULL or 0. */
 typedef struct {
   const char *jobs_dir;       /* default: job_default_dir() */

@@ -11,7 +11,10 @@
  * The deadline: a job runs until Lambda-Runtime-Deadline-Ms less a margin
  * (JOBHOST_DEADLINE_MARGIN_MS, 500 ms by default), so that when time runs
  * out the host has that margin to cancel the statement, roll back and post
- * Job.Timeout before Lambda kills the process. */
+ * Job.Timeout before Lambda kills the process. A run stuck in a call into
+ * C past its deadline is the watchdog's (watchdog.h): half the margin
+ * later it posts Job.Timeout on a connection of its own and ends the
+ * process. */
 #include "lambda.h"
 
 #include <errno.h>
@@ -28,17 +31,25 @@
 #include "lambda_api.h"
 #include "lambda_event.h"
 #include "log.h"
+#include "watchdog.h"
 
 /* The largest response the Runtime API takes, in bytes. */
 #define LAMBDA_RESPONSE_LIMIT ((size_t)6291556)
 #define LAMBDA_DEFAULT_MARGIN_MS 500
+/* Under twice this margin the watchdog is off: there would be no time to
+ * post before Lambda's own timeout. */
+#define LAMBDA_MIN_STUCK_GRACE_MS 20
 
 typedef struct {
   lambda_api *api;
   const char *jobs_dir;
   char **known;        /* the jobs found at init, sorted */
   const char *handler; /* _HANDLER, or NULL */
+  const char *api_host;
   int64_t margin_ms;
+  /* The invocation being run, for the watchdog; set before the run's
+   * deadline arms it. */
+  const char *volatile request_id;
 } runtime;
 
 /* Raised by SIGTERM (Lambda sends it at shutdown when extensions are
@@ -75,9 +86,10 @@ static int64_t deadline_margin(void)
                   LAMBDA_DEFAULT_MARGIN_MS);
 }
 
-/* Posts the failure in out: to invocation/ID/error, or init/error when
- * request_id is NULL. job_error_json makes the body safe to post. */
-static lambda_api_status post_failure(runtime *rt, const char *request_id,
+/* Posts the failure in out through api: to invocation/ID/error, or
+ * init/error when request_id is NULL. job_error_json makes the body safe
+ * to post. */
+static lambda_api_status post_failure(lambda_api *api, const char *request_id,
                                       const job_outcome *out)
 {
   static const char no_memory[] =
@@ -87,13 +99,41 @@ static lambda_api_status post_failure(runtime *rt, const char *request_id,
   lambda_api_status status;
 
   if (body)
-    status = lambda_api_fail(rt->api, request_id, job_error_type(out), body,
+    status = lambda_api_fail(api, request_id, job_error_type(out), body,
                              strlen(body));
   else
-    status = lambda_api_fail(rt->api, request_id, "Runtime.OutOfMemory",
+    status = lambda_api_fail(api, request_id, "Runtime.OutOfMemory",
                              no_memory, sizeof no_memory - 1);
   free(body);
   return status;
+}
+
+/* The watchdog's handler: the invocation's run is stuck past its
+ * deadline, in a call into C that the host cannot stop. Posts Job.Timeout
+ * for it on a connection of its own (the loop's client belongs to the
+ * stuck thread), logs it and ends the process before Lambda's own
+ * timeout would; Lambda starts a fresh runtime for the next invocation,
+ * and the database rolls back what the run had open when its connection
+ * drops. */
+static void invocation_stuck(void *arg)
+{
+  runtime *rt = arg;
+  const char *request_id = rt->request_id;
+  lambda_api *api = lambda_api_new(rt->api_host, NULL);
+  job_outcome out = {0};
+
+  out.error_type = "Job.Timeout";
+  out.error_message = JOB_STUCK_MESSAGE;
+  if (api && request_id)
+    post_failure(api, request_id, &out);
+  log_emit(LOG_ERROR, "invocation failed",
+           (log_field[]){LOG_S("outcome", "failure"),
+                         LOG_S("error_type", out.error_type),
+                         LOG_S("error", out.error_message)},
+           3);
+  log_emit(LOG_FATAL, "runtime exiting: a run is stuck past its deadline",
+           NULL, 0);
+  _exit(1);
 }
 
 /* ---- init -------------------------------------------------------------- */
@@ -242,7 +282,7 @@ static lambda_api_status handle(runtime *rt, const lambda_invocation *inv)
                            LOG_S("error_type", route.error_type),
                            LOG_S("error", route.message)},
              3);
-    status = post_failure(rt, inv->request_id, &out);
+    status = post_failure(rt->api, inv->request_id, &out);
     goto done;
   }
   log_emit(LOG_DEBUG, "invocation routed",
@@ -256,8 +296,9 @@ static lambda_api_status handle(runtime *rt, const lambda_invocation *inv)
   if (inv->deadline_ms)
     req.deadline_ms = inv->deadline_ms - rt->margin_ms;
 
+  rt->request_id = inv->request_id;
   if (job_run(&req, &out) != 0) {
-    status = post_failure(rt, inv->request_id, &out);
+    status = post_failure(rt->api, inv->request_id, &out);
   } else if (out.result_len > LAMBDA_RESPONSE_LIMIT) {
     /* Sending it would only earn a 413 and leave the invocation without
      * a useful error: say what happened instead. */
@@ -276,12 +317,13 @@ static lambda_api_status handle(runtime *rt, const lambda_invocation *inv)
                            LOG_S("error_type", big.error_type),
                            LOG_S("error", msg)},
              4);
-    status = post_failure(rt, inv->request_id, &big);
+    status = post_failure(rt->api, inv->request_id, &big);
   } else {
     status = lambda_api_respond(rt->api, inv->request_id, out.result,
                                 out.result_len);
   }
   job_outcome_free(&out);
+  rt->request_id = NULL;
 
 done:
   log_set_request_id(NULL);
@@ -323,7 +365,11 @@ int lambda_main(int argc, char **argv)
   }
 
   install_signals();
+  rt.api_host = api_host;
   rt.margin_ms = deadline_margin();
+  /* Half the margin for the host's own stop; the other half to post. */
+  if (rt.margin_ms >= 2 * LAMBDA_MIN_STUCK_GRACE_MS)
+    watchdog_set_handler(invocation_stuck, &rt, rt.margin_ms / 2);
   rt.handler = getenv("_HANDLER");
   rt.api = lambda_api_new(api_host, &stop_requested);
   if (!rt.api) {
@@ -336,7 +382,7 @@ int lambda_main(int argc, char **argv)
              (log_field[]){LOG_S("error_type", failure.error_type),
                            LOG_S("error", failure.error_message)},
              2);
-    post_failure(&rt, NULL, &failure);
+    post_failure(rt.api, NULL, &failure);
     job_outcome_free(&failure);
     goto out;
   }

@@ -65,6 +65,18 @@ return {
 }
 """
 
+STUCK_IN_C = """
+-- Holds a row lock, then runs a pattern match that takes hours.
+local function hours_of_matching()
+  return ("a"):rep(300000):find(".-.-.-.-b")
+end
+return { run = function(ctx)
+  local tx <close> = ctx.db:begin()
+  ctx.db:exec("UPDATE counter SET n = n + 1")
+  return { found = hours_of_matching() ~= nil }
+end }
+"""
+
 SLEEP_UNCAPPED = """
 return {
   description = "Lifts the statement_timeout cap, then sleeps in a lock",
@@ -493,6 +505,55 @@ end }""")
         self.assertGreaterEqual(body["batches"], 2)
         self.assertLess(post.received_ms,
                         api.by_id[post.request_id].deadline_sent - 1000)
+
+    def test_run_stuck_in_c_is_ended_by_the_watchdog(self):
+        """A call into C that never returns reaches no hook: half the
+        margin after the run's deadline the watchdog posts Job.Timeout
+        before Lambda's deadline and ends the process; the database rolls
+        the run's transaction back when the connection drops."""
+        self.write_job("stuck", STUCK_IN_C)
+        api, proc = self.start(db_env=self.db)
+        rid = api.push({"job": "stuck"}, deadline_in=3.0)
+        started = time.time()
+        post = api.wait_post(rid, timeout=15)
+        deadline = api.by_id[rid].deadline_sent
+        body = self.assert_error(api, post, "Job.Timeout", "stuck",
+                                 "does not return to Lua")
+        self.assertLess(post.received_ms, deadline,
+                        "the error must be posted before Lambda's deadline")
+        # The run's deadline is 500 ms before Lambda's, the watchdog 250
+        # ms after it.
+        self.assertGreater(post.received_ms, deadline - 400)
+        self.assertGreater(time.time() - started, 2.0)
+        self.assertEqual(proc.wait(timeout=10), 1)
+        log = self.log(proc)
+        self.assertIn("runtime exiting: a run is stuck past its deadline", log)
+        deadline_at = time.time() + 10
+        while time.time() < deadline_at:
+            rows = jhtest.superuser_sql(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = 'lambda_deadline' "
+                "AND pid <> pg_backend_pid()", db="lambda_deadline")
+            if rows.strip() == "0":
+                break
+            time.sleep(0.1)
+        self.assertEqual(rows.strip(), "0", "the session should be gone")
+        self.assertEqual(jhtest.superuser_sql(
+            "SELECT n FROM counter", db="lambda_deadline").strip(), "0")
+
+    def test_no_watchdog_without_a_margin_to_post_in(self):
+        """Under a JOBHOST_DEADLINE_MARGIN_MS of 40 there is no time left
+        to post after the host's own stop: the watchdog stays off, and a
+        stuck run is Lambda's to end, as before."""
+        self.write_job("stuck", STUCK_IN_C)
+        api, proc = self.start(db_env=self.db,
+                               JOBHOST_DEADLINE_MARGIN_MS="30")
+        post = self.invoke(api, {"job": "lua_loop"}, deadline_in=1.5)
+        self.assert_error(api, post, "Job.Timeout", "deadline")
+        rid = api.push({"job": "stuck"}, deadline_in=1.0)
+        time.sleep(2.5)
+        self.assertEqual(api.posts_for(rid), [])
+        self.assert_alive(proc)
 
     def test_deadline_already_past(self):
         api, proc = self.start(db_env=self.db)

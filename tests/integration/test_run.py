@@ -459,6 +459,38 @@ end }""")
                                 "sethook": True, "cjson": True})
 
 
+class StuckRunTest(jhtest.Case):
+    def test_a_run_stuck_in_c_is_ended_after_its_deadline(self):
+        """A call into C that never returns reaches no hook: a second
+        after the deadline the watchdog prints the failure and ends the
+        process."""
+        self.write_job("stuck", """
+return { timeout = 1, run = function()
+  local s = ("a"):rep(300000)
+  return { found = s:find(".-.-.-.-b") ~= nil }
+end }""")
+        started = time.time()
+        code, body, err = self.run_job("stuck", expect_ok=False, timeout=60)
+        took = time.time() - started
+        self.assertEqual(code, 1)
+        self.assertEqual(body["errorType"], "Job.Timeout")
+        self.assertIn("stuck in a call that does not return to Lua",
+                      body["errorMessage"])
+        self.assertIn("run failed", err)
+        self.assertGreater(took, 1.9)
+        self.assertLess(took, 10)
+
+    def test_a_run_that_stops_at_its_deadline_is_not_the_watchdogs(self):
+        self.write_job("loop", """
+return { timeout = 1, run = function()
+  while true do end
+end }""")
+        code, body, err = self.run_job("loop", expect_ok=False, timeout=60)
+        self.assertEqual(body["errorType"], "Job.Timeout")
+        self.assertNotIn("stuck", body["errorMessage"])
+        self.assertNotIn("stuck", err)
+
+
 class StandInsTest(jhtest.Case):
     """src/interpose.c: the binary's definitions are the ones its
     libraries' calls reach, and a run over SCRAM with them works."""

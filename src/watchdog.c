@@ -1,0 +1,136 @@
+/* watchdog.c: the watchdog of watchdog.h. One thread for the process,
+ * started at the first arm with every signal blocked (the handlers of
+ * SIGALRM, SIGTERM and SIGINT belong to the thread that runs Lua). It
+ * sleeps on a condition variable until the time it is armed with
+ * (CLOCK_REALTIME, as deadlines are epoch milliseconds) and fires at most
+ * once; from then on every disarm answers -1, so that the run's own
+ * thread, should it get free, stays out of the handler's way. */
+#include "watchdog.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+
+/* The handler posts over HTTP and formats JSON: room for libcurl's and
+ * the log's frames. */
+#define WATCHDOG_STACK (512 * 1024)
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
+static watchdog_fire_fn handler;
+static void *handler_arg;
+static int64_t grace;
+static int started;      /* 1: the thread runs; -1: it could not start */
+static int64_t armed_at; /* epoch ms; 0: disarmed */
+static int fired;
+
+static void *watch(void *unused)
+{
+  (void)unused;
+  pthread_mutex_lock(&lock);
+  for (;;) {
+    struct timespec until;
+
+    if (!armed_at) {
+      pthread_cond_wait(&changed, &lock);
+      continue;
+    }
+    if (clock_now_ms() >= armed_at)
+      break;
+    until.tv_sec = (time_t)(armed_at / 1000);
+    until.tv_nsec = (long)(armed_at % 1000) * 1000000L;
+    pthread_cond_timedwait(&changed, &lock, &until);
+  }
+  fired = 1;
+  pthread_mutex_unlock(&lock);
+
+  handler(handler_arg);
+  _exit(1);
+}
+
+/* Starts the thread; the lock is held. Returns 1, or -1 (logged). */
+static int start_locked(void)
+{
+  pthread_attr_t attr;
+  pthread_t thread;
+  sigset_t all, old;
+  int rc;
+
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, WATCHDOG_STACK);
+  rc = pthread_create(&thread, &attr, watch, NULL);
+  pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) {
+    log_emit(LOG_WARN,
+             "watchdog unavailable: a run stuck past its deadline in a "
+             "call into C will not be stopped",
+             &LOG_S("error", strerror(rc)), 1);
+    return -1;
+  }
+  return 1;
+}
+
+void watchdog_set_handler(watchdog_fire_fn fire, void *arg,
+                          int64_t grace_ms)
+{
+  pthread_mutex_lock(&lock);
+  handler = fire;
+  handler_arg = arg;
+  grace = grace_ms > 0 ? grace_ms : 0;
+  pthread_mutex_unlock(&lock);
+}
+
+int watchdog_enabled(void)
+{
+  int on;
+
+  pthread_mutex_lock(&lock);
+  on = handler != NULL;
+  pthread_mutex_unlock(&lock);
+  return on;
+}
+
+void watchdog_arm(int64_t deadline_ms)
+{
+  pthread_mutex_lock(&lock);
+  if (handler && started == 0)
+    started = start_locked();
+  if (started > 0 && !fired) {
+    int64_t now = clock_now_ms();
+
+    /* A deadline already past is being acted on now: the grace runs
+     * from here. */
+    armed_at = (deadline_ms > now ? deadline_ms : now) + grace;
+    pthread_cond_signal(&changed);
+  }
+  pthread_mutex_unlock(&lock);
+}
+
+int watchdog_disarm(void)
+{
+  int was_fired;
+
+  pthread_mutex_lock(&lock);
+  was_fired = fired;
+  if (armed_at) {
+    armed_at = 0;
+    pthread_cond_signal(&changed);
+  }
+  pthread_mutex_unlock(&lock);
+  return was_fired ? -1 : 0;
+}
+
+void watchdog_wait_end(void)
+{
+  for (;;)
+    pause();
+}

@@ -1,0 +1,46 @@
+/* watchdog.h: the last resort for a run stuck past its deadline. The
+ * host stops a run at its deadline through a hook that Lua calls between
+ * instructions, and the database binding cancels a statement; a call
+ * into C that never returns (a pathological pattern match, a read that
+ * never ends) reaches neither. The watchdog is a thread of its own that
+ * waits for the time it is armed with; if it is not disarmed by then, it
+ * calls the handler the command gave, which reports the run as timed out
+ * and ends the process. */
+#ifndef JOBHOST_WATCHDOG_H
+#define JOBHOST_WATCHDOG_H
+
+#include <stdint.h>
+
+/* Called on the watchdog's thread when the armed time passes; it must end
+ * the process (_exit). The stuck thread is left as it is: the handler may
+ * not take a lock that thread could hold (stdio's, say: write(2) is
+ * safe). */
+typedef void (*watchdog_fire_fn)(void *arg);
+
+/* Gives the handler for the process and the grace after a deadline
+ * before it fires (the time the host's own stop takes: cancelling a
+ * statement, rolling back); the thread starts at the first watchdog_arm.
+ * Called once, before any run, by the commands that want it (`run`,
+ * `lambda`). */
+void watchdog_set_handler(watchdog_fire_fn fire, void *arg,
+                          int64_t grace_ms);
+
+/* 1 when a handler is set. */
+int watchdog_enabled(void);
+
+/* Fires the handler the grace after deadline_ms (epoch milliseconds; a
+ * deadline already past counts from now) unless disarmed or armed again
+ * before then. Without a handler, or when
+ * the thread cannot be started (that is logged once), nothing happens. */
+void watchdog_arm(int64_t deadline_ms);
+
+/* Disarms. Returns 0, or -1 when the handler has already been called:
+ * the process is ending, and the caller must not report the run itself
+ * (watchdog_wait_end then waits for the end). */
+int watchdog_disarm(void);
+
+/* Never returns: waits for the handler, which has been called, to end
+ * the process. */
+void watchdog_wait_end(void);
+
+#endif
