@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "clock.h"
 #include "db.h"
 #include "env.h"
+#include "host.h"
 #include "job.h"
 #include "log.h"
 #include "schedule.h"
@@ -110,6 +112,34 @@ static int common_option(int argc, char **argv, int *i)
     return 1;
   }
   return 0;
+}
+
+/* SIGINT or SIGTERM during `jobhost run`: the first stops the run as the
+ * deadline does (a statement is cancelled, the transaction rolled back,
+ * the run fails with Job.Interrupted, so that a lock the run held is
+ * released at once); a second ends the process at once, for a run stuck
+ * where no stop reaches it. */
+static volatile sig_atomic_t run_signals;
+
+static void on_run_signal(int sig)
+{
+  if (run_signals++ == 0) {
+    host_interrupt();
+    return;
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void catch_run_signals(void)
+{
+  struct sigaction sa;
+
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_run_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
 }
 
 /* How long after its deadline a run's own stop (a statement cancelled, a
@@ -239,6 +269,7 @@ int cli_run(int argc, char **argv)
   /* One run and the process exits: no session reset for a next run. */
   db_pool_reuse(0);
   watchdog_set_handler(run_stuck, NULL, RUN_STUCK_GRACE_MS);
+  catch_run_signals();
   if (job_run(&req, &out) == 0) {
     fwrite(out.result, 1, out.result_len, stdout);
     fputc('\n', stdout);

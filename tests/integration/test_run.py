@@ -5,6 +5,7 @@ jobs, dry runs and the sandbox."""
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -489,6 +490,81 @@ end }""")
         self.assertEqual(body["errorType"], "Job.Timeout")
         self.assertNotIn("stuck", body["errorMessage"])
         self.assertNotIn("stuck", err)
+
+
+class SignalTest(jhtest.Case):
+    """SIGTERM or SIGINT stops a local run as the deadline does: the
+    statement is cancelled and the lock the run held is released at
+    once, not when the statement would have ended on the server."""
+
+    LOCKED = """
+return { lock = true, params = { seconds = 0 }, run = function(ctx, p)
+  ctx.db:query("SELECT pg_sleep($1::float8)", p.seconds)
+  return { slept = p.seconds }
+end }"""
+
+    def start_sleeping(self):
+        """Starts the locked job sleeping 60 s; returns the process and
+        the pid of its backend once the statement runs."""
+        self.write_job("locked", self.LOCKED)
+        proc = subprocess.Popen(
+            [jhtest.BIN, "run", "locked", "--param", "seconds=60"],
+            env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        self.addCleanup(jhtest.stop_process, proc)
+        until = time.time() + 20
+        while time.time() < until:
+            pid = jhtest.superuser_sql(
+                "SELECT pid FROM pg_stat_activity WHERE state = 'active' "
+                "AND application_name = 'jobhost/locked' "
+                "AND query LIKE 'SELECT pg_sleep%'").strip()
+            if pid:
+                return proc, pid
+            time.sleep(0.05)
+        self.fail("the run's statement never started")
+
+    def assert_stopped_cleanly(self, proc, pid):
+        out, err = proc.communicate(timeout=15)
+        self.record(out, err)
+        self.assertEqual(proc.returncode, 1, err)
+        body = json.loads(out)
+        self.assertEqual(body["errorType"], "Job.Interrupted", body)
+        self.assertEqual(jhtest.superuser_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s "
+            "AND state = 'active'" % pid).strip(), "0")
+        self.assertEqual(jhtest.superuser_sql(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND pid = %s" % pid).strip(), "0")
+        _, again, _ = self.run_job("locked")
+        self.assertEqual(again, {"slept": 0})
+
+    def test_sigterm_cancels_the_statement_and_frees_the_lock(self):
+        proc, pid = self.start_sleeping()
+        started = time.time()
+        proc.send_signal(signal.SIGTERM)
+        self.assert_stopped_cleanly(proc, pid)
+        self.assertLess(time.time() - started, 10)
+
+    def test_sigint_does_the_same(self):
+        proc, pid = self.start_sleeping()
+        proc.send_signal(signal.SIGINT)
+        self.assert_stopped_cleanly(proc, pid)
+
+    def test_a_second_signal_ends_a_run_no_stop_reaches(self):
+        self.write_job("stuck", """
+return { run = function()
+  return { found = ("a"):rep(300000):find(".-.-.-.-b") ~= nil }
+end }""")
+        proc = subprocess.Popen([jhtest.BIN, "run", "stuck"], env=self.env(),
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        self.addCleanup(jhtest.stop_process, proc)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        self.assertIsNone(proc.poll(), "one signal only asks the run to stop")
+        proc.send_signal(signal.SIGINT)
+        self.assertEqual(proc.wait(timeout=10), -signal.SIGINT)
 
 
 class StandInsTest(jhtest.Case):
