@@ -131,17 +131,6 @@ static void on_run_signal(int sig)
   raise(sig);
 }
 
-static void catch_run_signals(void)
-{
-  struct sigaction sa;
-
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_run_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-}
-
 /* How long after its deadline a run's own stop (a statement cancelled, a
  * transaction rolled back) may take before the watchdog ends it. */
 #define RUN_STUCK_GRACE_MS 1000
@@ -269,7 +258,8 @@ int cli_run(int argc, char **argv)
   /* One run and the process exits: no session reset for a next run. */
   db_pool_reuse(0);
   watchdog_set_handler(run_stuck, NULL, RUN_STUCK_GRACE_MS);
-  catch_run_signals();
+  host_catch_signal(SIGINT, on_run_signal);
+  host_catch_signal(SIGTERM, on_run_signal);
   if (job_run(&req, &out) == 0) {
     fwrite(out.result, 1, out.result_len, stdout);
     fputc('\n', stdout);

@@ -106,6 +106,16 @@ void host_interrupt(void)
   arm_current();
 }
 
+void host_catch_signal(int sig, void (*handler)(int))
+{
+  struct sigaction sa;
+
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = handler;
+  sigemptyset(&sa.sa_mask);
+  sigaction(sig, &sa, NULL);
+}
+
 /* Creates the deadline timer: SIGALRM to this thread, the one that runs
  * Lua, never to a helper thread of a library. */
 static int make_timer(void)

@@ -78,6 +78,11 @@ extern volatile sig_atomic_t host_interrupt_requested;
  * SIGINT and SIGTERM handlers. */
 void host_interrupt(void);
 
+/* Installs handler (or SIG_IGN) for sig, with no signal blocked while it
+ * runs and no SA_RESTART: a blocking read or poll returns with EINTR, so
+ * that a flag the handler sets is seen at once. */
+void host_catch_signal(int sig, void (*handler)(int));
+
 /* Opens a sandboxed state: the safe standard libraries (no os.exit,
  * os.execute, io.popen, package.loadlib, C module searchers, binary
  * chunks), the host modules preloaded (json, cjson, log, db, and every

@@ -66,16 +66,10 @@ static void on_terminate(int sig)
 
 static void install_signals(void)
 {
-  struct sigaction sa;
-
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_terminate;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
+  host_catch_signal(SIGTERM, on_terminate);
+  host_catch_signal(SIGINT, on_terminate);
   /* A post to a closed connection must not kill the process. */
-  sa.sa_handler = SIG_IGN;
-  sigaction(SIGPIPE, &sa, NULL);
+  host_catch_signal(SIGPIPE, SIG_IGN);
 }
 
 /* JOBHOST_DEADLINE_MARGIN_MS when it is a number from 0 to 60000, else

@@ -718,12 +718,7 @@ static void on_interrupt(int sig)
  * and the flag is seen at once. */
 static void catch_interrupts(void)
 {
-  struct sigaction sa;
-
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_interrupt;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
+  host_catch_signal(SIGINT, on_interrupt);
 }
 
 /* The history file: $JOBHOST_HISTORY (empty: none), else
