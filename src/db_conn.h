@@ -50,6 +50,8 @@ struct db_conn {
   int tx_depth;        /* open db:begin() levels */
   uint64_t tx_ids[DB_TX_MAX];
   int tx_top_is_begin; /* level 1 was a real BEGIN, not a savepoint */
+  int cap_in_force;    /* statement_timeout is the run's cap, not a
+                          smaller one of the role or database */
 };
 
 /* Connects with keyword/value arrays (NULL-terminated, as

@@ -471,6 +471,7 @@ static int setup_run(lua_State *L, db_conn *c, int retry)
   if (PQresultStatus(box->res) != PGRES_COMMAND_OK)
     db_raise_result_error(L, c, box->res);
   lua_pop(L, 1);
+  c->cap_in_force = cap >= 0 && !(shown > 0 && shown < cap);
   if (cap >= 0 && shown > 0 && shown < cap) {
     char set[64];
 

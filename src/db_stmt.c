@@ -163,7 +163,9 @@ int db_raise_result_error(lua_State *L, db_conn *c, const PGresult *res)
 
   if (lost)
     c->broken = 1;
-  if (state && strcmp(state, "57014") == 0 &&
+  /* The cap striking just before the deadline is the run's timeout; a
+   * smaller timeout of the role or database is the database's error. */
+  if (state && strcmp(state, "57014") == 0 && c->cap_in_force &&
       host_remaining_ms(L) <= DB_DEADLINE_MARGIN_MS + 200)
     return db_raise_status(L, c, DB_TIMEOUT);
 

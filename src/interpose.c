@@ -43,8 +43,8 @@
  *    the kernel's generator with getrandom(2), which blocks only until
  *    the kernel's pool is first seeded, and RAND_status says it is
  *    seeded. OpenSSL's own TLS draws from its generator through its
- *    internal calls, as before; where getrandom is missing (ENOSYS), both
- *    are OpenSSL's. */
+ *    internal calls, as before; once getrandom fails (missing, or refused
+ *    by a seccomp filter), both are OpenSSL's. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -350,7 +350,8 @@ int HMAC_CTX_copy(HMAC_CTX *dctx, HMAC_CTX *sctx)
 
 /* ---- random bytes ------------------------------------------------------- */
 
-/* 1 once getrandom has been found missing: OpenSSL's generator serves. */
+/* 1 once getrandom has failed (missing, or refused by a seccomp filter):
+ * from then on OpenSSL's generator serves, with its own seed sources. */
 static int no_getrandom;
 
 int RAND_bytes(unsigned char *buf, int num)
@@ -363,13 +364,10 @@ int RAND_bytes(unsigned char *buf, int num)
   while (!no_getrandom && done < (size_t)num) {
     ssize_t n = getrandom(buf + done, (size_t)num - done, 0);
 
-    if (n >= 0) {
+    if (n >= 0)
       done += (size_t)n;
-    } else if (errno == ENOSYS) {
+    else if (errno != EINTR)
       no_getrandom = 1;
-    } else if (errno != EINTR) {
-      return 0;
-    }
   }
   if (done == (size_t)num)
     return 1;

@@ -23,9 +23,10 @@
 
 /* The error of a run the watchdog (watchdog.h) ended, as Job.Timeout. */
 #define JOB_STUCK_MESSAGE                                                   \
-  "the run did not stop at its deadline: it is stuck in a call that "      \
-  "does not return to Lua (a C function such as a long pattern match, "   \
-  "or a read that never ends), so the process was ended"
+  "the run did not stop at its deadline: a call did not return (a C "     \
+  "function such as a long pattern match, a read that never ends, or a "  \
+  "database server that stopped answering even the cancel), so the "     \
+  "process was ended"
 
 /* What to run. Everything but name may be NULL or 0. */
 typedef struct {

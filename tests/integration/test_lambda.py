@@ -517,8 +517,9 @@ end }""")
         started = time.time()
         post = api.wait_post(rid, timeout=15)
         deadline = api.by_id[rid].deadline_sent
-        body = self.assert_error(api, post, "Job.Timeout", "stuck",
-                                 "does not return to Lua")
+        body = self.assert_error(api, post, "Job.Timeout",
+                                 "did not stop at its deadline",
+                                 "a call did not return")
         self.assertLess(post.received_ms, deadline,
                         "the error must be posted before Lambda's deadline")
         # The run's deadline is 500 ms before Lambda's, the watchdog 250

@@ -789,6 +789,19 @@ describe("deadlines", function()
       check.truthy(ok2, v2)
       check.eq(v2, "250ms")
 
+      -- The role's own timeout striking near the deadline is the
+      -- database's error, not the run's timeout.
+      local ok4, msg4, stop4 = spec.isolated([[
+        local c = require("db").connect("host=" .. os.getenv("PGSOCKETDIR")
+          .. " user=jobhost_short dbname=" .. os.getenv("PGDATABASE"))
+        local ok, err = pcall(c.query, c, "SELECT pg_sleep(0.5)")
+        return tostring(ok) .. " " .. tostring(err.sqlstate) .. " "
+          .. tostring(err.type)
+      ]], {deadline_ms = 1000})
+      check.truthy(ok4, msg4)
+      check.eq(stop4, nil)
+      check.eq(msg4, "false 57014 Database.Error")
+
       -- A role's timeout longer than the deadline allows is lowered.
       for i, long in ipairs({"1h", "90s", "3600001ms"}) do
         make_role("jobhost_long" .. i, {statement_timeout = long})
