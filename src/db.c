@@ -276,7 +276,7 @@ static int conn_prepare(lua_State *L)
   const char *name = luaL_checkstring(L, 2);
   const char *sql = luaL_checkstring(L, 3);
   db_conn *c;
-  db_limits limits;
+  db_limits limits = {0};
   db_status st;
 
   db_check_open(L, 1);
@@ -499,7 +499,7 @@ static int conn_copy_out(lua_State *L)
   const char *sql = luaL_checkstring(L, 2);
   db_conn *c;
   db_copybuf *b;
-  db_limits limits;
+  db_limits limits = {0};
   uint64_t id;
   PGresult *res;
 
@@ -566,7 +566,7 @@ static int conn_copy_out(lua_State *L)
 /* Abandons a COPY FROM STDIN: the server fails the COPY with reason. */
 static void copy_in_abort(db_conn *c, const char *reason)
 {
-  db_limits limits;
+  db_limits limits = {0};
 
   c->stream_id = 0;
   limits.deadline_ms = clock_now_ms() + DB_CLEANUP_BUDGET_MS;
@@ -582,7 +582,7 @@ static int conn_copy_in(lua_State *L)
   const char *sql = luaL_checkstring(L, 2);
   int from_table;
   db_conn *c;
-  db_limits limits;
+  db_limits limits = {0};
   lua_Integer i;
   PGresult *res;
   uint64_t id;

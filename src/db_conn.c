@@ -175,10 +175,13 @@ static db_status flush_output(db_conn *c, const db_limits *limits)
 }
 
 /* Maps a wait's outcome to what the caller sees: on a limit, cancels and
- * drains; on a lost connection, marks it broken. */
-static db_status settle(db_conn *c, db_status st)
+ * drains (or gives the connection up, when the limits say so); on a lost
+ * connection, marks it broken. */
+static db_status settle(db_conn *c, const db_limits *limits, db_status st)
 {
-  if (st == DB_TIMEOUT || st == DB_INTERRUPTED) {
+  if (st == DB_TIMEOUT && limits->abandon) {
+    c->broken = 1;
+  } else if (st == DB_TIMEOUT || st == DB_INTERRUPTED) {
     if (db_conn_abort(c, DB_ABORT_BUDGET_MS) != 0)
       c->broken = 1;
   } else if (st == DB_LOST) {
@@ -189,7 +192,7 @@ static db_status settle(db_conn *c, db_status st)
 
 db_status db_conn_flush(db_conn *c, const db_limits *limits)
 {
-  return settle(c, flush_output(c, limits));
+  return settle(c, limits, flush_output(c, limits));
 }
 
 db_status db_conn_next(db_conn *c, const db_limits *limits, PGresult **res)
@@ -199,7 +202,7 @@ db_status db_conn_next(db_conn *c, const db_limits *limits, PGresult **res)
   *res = NULL;
   st = await_input(c, limits);
   if (st != DB_OK)
-    return settle(c, st);
+    return settle(c, limits, st);
   *res = PQgetResult(c->pg);
   if (!*res) {
     c->busy = 0;
@@ -230,7 +233,7 @@ static db_status await_copy_data(db_conn *c, const db_limits *limits,
 db_status db_conn_copy_data(db_conn *c, const db_limits *limits, char **buf,
                             int *len)
 {
-  return settle(c, await_copy_data(c, limits, buf, len));
+  return settle(c, limits, await_copy_data(c, limits, buf, len));
 }
 
 db_status db_conn_copy_put(db_conn *c, const db_limits *limits,
@@ -242,13 +245,13 @@ db_status db_conn_copy_put(db_conn *c, const db_limits *limits,
     int r = PQputCopyData(c->pg, data, n);
 
     if (r < 0)
-      return settle(c, DB_LOST);
+      return settle(c, limits, DB_LOST);
     if (r == 0) {
       /* The output buffer is full: let the socket take some. */
       db_status st = flush_output(c, limits);
 
       if (st != DB_OK)
-        return settle(c, st);
+        return settle(c, limits, st);
       continue;
     }
     data += n;
@@ -331,7 +334,7 @@ void db_conn_forget_stream(db_conn *c)
 
 int db_conn_abort(db_conn *c, int64_t budget_ms)
 {
-  db_limits limits;
+  db_limits limits = {0};
   int rc = 0;
 
   limits.deadline_ms = clock_now_ms() + budget_ms;
@@ -375,7 +378,7 @@ out:
 
 int db_conn_drain(db_conn *c, int64_t budget_ms)
 {
-  db_limits limits;
+  db_limits limits = {0};
 
   limits.deadline_ms = clock_now_ms() + budget_ms;
   limits.interruptible = 0;
@@ -389,7 +392,7 @@ int db_conn_drain(db_conn *c, int64_t budget_ms)
 
 int db_conn_run(db_conn *c, const char *sql, int64_t budget_ms)
 {
-  db_limits limits;
+  db_limits limits = {0};
   int failed = 0;
 
   limits.deadline_ms = clock_now_ms() + (budget_ms > 0 ? budget_ms : 1);

@@ -28,6 +28,9 @@ typedef enum {
 typedef struct {
   int64_t deadline_ms;
   int interruptible;
+  int abandon; /* on the deadline, give the connection up (broken) rather
+                  than cancel what runs: for a pooled connection whose
+                  liveness is being checked */
 } db_limits;
 
 typedef struct db_conn db_conn;

@@ -26,6 +26,9 @@
 /* Default bound on one connection attempt, seconds
  * (JOBHOST_CONNECT_TIMEOUT overrides). */
 #define DB_CONNECT_TIMEOUT_S 10
+/* How long a pooled connection has to answer the per-run setup before it
+ * is given up and a new one made. */
+#define DB_POOL_CHECK_MS 2000
 
 /* The box of a parsed connection string, freed by its __gc. */
 #define CONNINFO_MT "jobhost.db.conninfo"
@@ -110,7 +113,7 @@ typedef struct {
 static db_conn *try_connect(lua_State *L, const char *const *kw,
                             const char *const *vals, int expand, attempt *a)
 {
-  db_limits limits;
+  db_limits limits = {0};
 
   limits.deadline_ms = db_deadline_min(host_get(L)->deadline_ms,
                                        clock_now_ms() + connect_timeout_ms());
@@ -399,7 +402,10 @@ static int setting_ms(const char *s, int64_t *ms)
  * every function and cast it names: set_config() and current_setting()
  * in a SELECT cost 0.7 ms there, this form 0.3 ms, most of it the
  * backend's first transaction. Returns 0, or -1 (nothing raised) when
- * retry is set and the connection turned out dead. */
+ * retry is set and the connection turned out dead, or did not answer
+ * within DB_POOL_CHECK_MS (a backend or a network path that went silent,
+ * as after a failover): it is given up without a cancel, and the caller
+ * connects anew. */
 static int setup_run(lua_State *L, db_conn *c, int retry)
 {
   host_run *run = host_get(L);
@@ -418,6 +424,14 @@ static int setup_run(lua_State *L, db_conn *c, int retry)
       cap = 1;
     if (cap > INT32_MAX)
       cap = INT32_MAX;
+  }
+  if (retry) {
+    int64_t check_until = clock_now_ms() + DB_POOL_CHECK_MS;
+
+    if (!limits.deadline_ms || check_until < limits.deadline_ms) {
+      limits.deadline_ms = check_until;
+      limits.abandon = 1;
+    }
   }
   if (cap >= 0)
     snprintf(timeout, sizeof timeout,
@@ -447,6 +461,11 @@ static int setup_run(lua_State *L, db_conn *c, int retry)
         PGresult *res;
         db_status st = db_conn_next(c, &limits, &res);
 
+        if (st == DB_TIMEOUT && limits.abandon) {
+          log_emit(LOG_WARN, "pooled connection did not answer: replaced",
+                   &LOG_I("waited_ms", DB_POOL_CHECK_MS), 1);
+          break;
+        }
         if (st == DB_TIMEOUT || st == DB_INTERRUPTED)
           db_raise_status(L, c, st);
         if (st != DB_OK || !res)

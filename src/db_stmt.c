@@ -24,7 +24,7 @@
 
 db_limits db_run_limits(lua_State *L)
 {
-  db_limits limits;
+  db_limits limits = {0};
 
   limits.deadline_ms = host_get(L)->deadline_ms;
   limits.interruptible = 1;

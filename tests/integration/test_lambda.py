@@ -696,6 +696,27 @@ end }""")
         self.assertEqual(second, third)
         self.assert_alive(proc)
 
+    def test_pooled_connection_that_went_silent_is_replaced(self):
+        """A backend that no longer answers (stopped here; a network path
+        lost in a failover looks the same) is given up after the
+        pooled-connection check's 2 s, not waited on for the whole run."""
+        api, proc = self.start(db_env=self.db)
+        first = self.assert_ok(api, self.invoke(api, {"job": "pid"}))["pid"]
+        os.kill(first, signal.SIGSTOP)
+        try:
+            started = time.time()
+            post = self.invoke(api, {"job": "pid"}, deadline_in=30)
+            took = time.time() - started
+            second = self.assert_ok(api, post)["pid"]
+        finally:
+            os.kill(first, signal.SIGCONT)
+        self.assertNotEqual(first, second)
+        self.assertGreater(took, 1.9)
+        self.assertLess(took, 8)
+        self.assertIn("pooled connection did not answer: replaced",
+                      self.log(proc))
+        self.assert_alive(proc)
+
 
 class LockTest(LambdaCase):
     def setUp(self):
