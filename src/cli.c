@@ -44,7 +44,11 @@ static void run_usage(FILE *out)
         "  --dry-run          roll back every change at the end\n"
         "  --jobs DIR         where jobs live (default: $JOBHOST_JOBS or\n"
         "                     ./jobs)\n"
-        "  --log-format text|json, --log-level trace|debug|info|warn|error\n",
+        "  --log-format text|json, --log-level trace|debug|info|warn|error\n"
+        "  -- JOB             a job whose name starts with '-'\n"
+        "\n"
+        "SIGINT or SIGTERM stops the run as its deadline does\n"
+        "(Job.Interrupted); a second one ends the process at once.\n",
         out);
 }
 
@@ -224,6 +228,9 @@ int cli_run(int argc, char **argv)
       req.db_target = argv[++i];
     } else if (strcmp(a, "--jobs") == 0 && i + 1 < argc) {
       req.jobs_dir = argv[++i];
+    } else if (strcmp(a, "--") == 0 && i + 1 < argc && !req.name) {
+      /* The job's name follows, even one that starts with '-'. */
+      req.name = argv[++i];
     } else if (a[0] == '-') {
       fprintf(stderr, "jobhost run: unknown option %s\n", a);
       run_usage(stderr);

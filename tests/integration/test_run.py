@@ -491,6 +491,16 @@ end }""")
         self.assertNotIn("did not return", err)
 
 
+class DashNameTest(jhtest.Case):
+    def test_a_job_whose_name_starts_with_a_dash(self):
+        self.write_job("-x", "return { run = function() return 1 end }")
+        code, body, err = self.run_job("--", "-x")
+        self.assertEqual((code, body), (0, 1), err)
+        proc = self.jobhost("run", "-x")
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("unknown option -x", proc.stderr)
+
+
 class SignalTest(jhtest.Case):
     """SIGTERM or SIGINT stops a local run as the deadline does: the
     statement is cancelled and the lock the run held is released at
