@@ -4,6 +4,8 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,31 +142,41 @@ static void on_run_signal(int sig)
 #define RUN_STUCK_GRACE_MS 1000
 
 /* The watchdog's handler for `jobhost run`: the run is stuck past its
- * deadline. Prints the failure as a failed run does, with write(2) rather
- * than stdio (the stuck thread may hold stdout's lock), logs it and ends
- * the process. */
+ * deadline. Prints the failure as a failed run does, with write(2) on a
+ * non-blocking descriptor rather than stdio (the stuck thread may hold
+ * stdout's lock, or sit in a write to a full pipe), giving up after a
+ * second; logs it the same way and ends the process. */
 static void run_stuck(void *unused)
 {
   job_outcome out = {0};
+  int64_t give_up = clock_mono_us() + 1000000;
   char *body;
 
   (void)unused;
   out.error_type = "Job.Timeout";
   out.error_message = JOB_STUCK_MESSAGE;
   body = job_error_json(&out);
+  fcntl(STDOUT_FILENO, F_SETFL,
+        fcntl(STDOUT_FILENO, F_GETFL) | O_NONBLOCK);
   if (body) {
     size_t len = strlen(body), done = 0;
 
     body[len++] = '\n';
-    while (done < len) {
+    while (done < len && clock_mono_us() < give_up) {
       ssize_t n = write(STDOUT_FILENO, body + done, len - done);
 
-      if (n <= 0)
+      if (n > 0) {
+        done += (size_t)n;
+      } else if (n < 0 && errno == EAGAIN) {
+        struct pollfd p = {STDOUT_FILENO, POLLOUT, 0};
+
+        poll(&p, 1, 100);
+      } else if (n == 0 || errno != EINTR) {
         break;
-      done += (size_t)n;
+      }
     }
   }
-  log_emit(LOG_ERROR, "run failed",
+  log_emit_last(LOG_ERROR, "run failed",
            (log_field[]){LOG_S("outcome", "failure"),
                          LOG_S("error_type", out.error_type),
                          LOG_S("error", out.error_message)},

@@ -298,6 +298,8 @@ static db_conn *connect_secret(lua_State *L, const char *id)
                                     &p, &err) != 0) {
       if (host_remaining_ms(L) <= 0)
         db_raise_status(L, NULL, DB_TIMEOUT);
+      /* A fetch a signal cut short is the run's interruption. */
+      host_check(L);
       if (m == 0) {
         host_push_error(L, err.type, err.message);
         lua_error(L);
@@ -428,10 +430,9 @@ static int setup_run(lua_State *L, db_conn *c, int retry)
   if (retry) {
     int64_t check_until = clock_now_ms() + DB_POOL_CHECK_MS;
 
-    if (!limits.deadline_ms || check_until < limits.deadline_ms) {
+    if (!limits.deadline_ms || check_until < limits.deadline_ms)
       limits.deadline_ms = check_until;
-      limits.abandon = 1;
-    }
+    limits.abandon = 1;
   }
   if (cap >= 0)
     snprintf(timeout, sizeof timeout,
@@ -461,7 +462,12 @@ static int setup_run(lua_State *L, db_conn *c, int retry)
         PGresult *res;
         db_status st = db_conn_next(c, &limits, &res);
 
+        /* Given up (broken) without a cancel, which a silent backend
+         * would not answer either: replaced, unless the run's own
+         * deadline is what passed. */
         if (st == DB_TIMEOUT && limits.abandon) {
+          if (host_remaining_ms(L) <= 0)
+            db_raise_status(L, c, st);
           log_emit(LOG_WARN, "pooled connection did not answer: replaced",
                    &LOG_I("waited_ms", DB_POOL_CHECK_MS), 1);
           break;

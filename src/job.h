@@ -21,12 +21,14 @@
 #define JOB_MAX_TIMEOUT_S 86400
 #define JOB_MAX_MEMORY_MB 65536
 
-/* The error of a run the watchdog (watchdog.h) ended, as Job.Timeout. */
-#define JOB_STUCK_MESSAGE                                                   \
-  "the run did not stop at its deadline: a call did not return (a C "     \
-  "function such as a long pattern match, a read that never ends, or a "  \
-  "database server that stopped answering even the cancel), so the "     \
-  "process was ended"
+/* The error of a run the watchdog (watchdog.h) ended, as Job.Timeout;
+ * the reason alone also serves a job's top-level code at load. */
+#define JOB_STUCK_REASON                                                    \
+  "did not stop at its deadline: a call did not return (a C function "    \
+  "such as a long pattern match, a read that never ends, or a database "  \
+  "server that stopped answering even the cancel), so the process was "   \
+  "ended"
+#define JOB_STUCK_MESSAGE "the run " JOB_STUCK_REASON
 
 /* What to run. Everything but name may be NULL or 0. */
 typedef struct {

@@ -47,9 +47,10 @@ typedef struct {
   const char *handler; /* _HANDLER, or NULL */
   const char *api_host;
   int64_t margin_ms;
-  /* The invocation being run, for the watchdog; set before the run's
-   * deadline arms it. */
+  /* The invocation being run, or at init the job being checked, for the
+   * watchdog; set before a deadline arms it. */
   const char *volatile request_id;
+  const char *volatile loading;
 } runtime;
 
 /* Raised by SIGTERM (Lambda sends it at shutdown when extensions are
@@ -112,21 +113,31 @@ static lambda_api_status post_failure(lambda_api *api, const char *request_id,
 static void invocation_stuck(void *arg)
 {
   runtime *rt = arg;
-  const char *request_id = rt->request_id;
+  const char *request_id = rt->request_id, *loading = rt->loading;
   lambda_api *api = lambda_api_new(rt->api_host, NULL);
   job_outcome out = {0};
+  char msg[512];
 
   out.error_type = "Job.Timeout";
   out.error_message = JOB_STUCK_MESSAGE;
-  if (api && request_id)
+  if (!request_id && loading) {
+    /* At init: the job's own top-level code is what is stuck. */
+    snprintf(msg, sizeof msg,
+             "%s/%s.lua cannot be loaded: its top-level code %s",
+             rt->jobs_dir, loading, JOB_STUCK_REASON);
+    out.error_type = "Job.Invalid";
+    out.error_message = msg;
+  }
+  if (api && (request_id || loading))
     post_failure(api, request_id, &out);
-  log_emit(LOG_ERROR, "invocation failed",
-           (log_field[]){LOG_S("outcome", "failure"),
-                         LOG_S("error_type", out.error_type),
-                         LOG_S("error", out.error_message)},
-           3);
-  log_emit(LOG_FATAL, "runtime exiting: a run is stuck past its deadline",
-           NULL, 0);
+  log_emit_last(LOG_ERROR, "invocation failed",
+                (log_field[]){LOG_S("outcome", "failure"),
+                              LOG_S("error_type", out.error_type),
+                              LOG_S("error", out.error_message)},
+                3);
+  log_emit_last(LOG_FATAL,
+                "runtime exiting: a run is stuck past its deadline", NULL,
+                0);
   _exit(1);
 }
 
@@ -172,8 +183,13 @@ static int load_jobs(runtime *rt, job_outcome *out)
   }
 
   for (p = rt->known; *p; p++) {
+    int rc;
+
     total++;
-    if (job_check(rt->jobs_dir, *p, err, sizeof err) == 0)
+    rt->loading = *p;
+    rc = job_check(rt->jobs_dir, *p, err, sizeof err);
+    rt->loading = NULL;
+    if (rc == 0)
       continue;
     bad++;
     log_emit(LOG_ERROR, "job cannot be loaded",

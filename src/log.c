@@ -11,6 +11,7 @@
 #include "log.h"
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -454,6 +455,20 @@ void log_emit(log_level level, const char *msg, const log_field *fields,
     write_redacted(level, msg, fields, n);
   else
     write_record(level, msg, fields, n);
+}
+
+void log_emit_last(log_level level, const char *msg, const log_field *fields,
+                   size_t n)
+{
+  FILE *out = log_out ? log_out : stderr;
+  int fd = fileno(out);
+
+  if (ftrylockfile(out) != 0)
+    return;
+  if (fd >= 0)
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  log_emit(level, msg, fields, n);
+  funlockfile(out);
 }
 
 /* ---- the Lua module ---------------------------------------------------- */

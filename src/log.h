@@ -67,6 +67,15 @@ int log_enabled(log_level level);
 void log_emit(log_level level, const char *msg, const log_field *fields,
               size_t n);
 
+/* log_emit for a thread that must not wait on another one (the
+ * watchdog's, while a stuck thread may hold the sink's stdio lock or sit
+ * in a write to a full pipe): the record is skipped when the sink is
+ * locked, and the sink's descriptor is made non-blocking first, so a full
+ * pipe drops the record rather than holding the caller. For a process
+ * about to end. */
+void log_emit_last(log_level level, const char *msg, const log_field *fields,
+                   size_t n);
+
 /* Lua module "log": log.trace/debug/info/warn/error(msg [, fields]).
  * Also installs the Lua warning function (lua_setwarnf) so warn() lands
  * in the sink. */

@@ -2,6 +2,7 @@
  * Lambda runtime when the binary runs as `bootstrap` (a provided.al2023
  * function) or with no command under AWS_LAMBDA_RUNTIME_API. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,32 @@ static int finish(int rc)
   return rc;
 }
 
+/* A standard descriptor started closed (`jobhost run >&-`) would be the
+ * next one opened, a database socket, say, and what is written to
+ * stdout would go there: each closed one is held open, stdin by
+ * /dev/null, stdout and stderr by /dev/full, where writes still fail as
+ * on the closed descriptor (a result that cannot be written fails the
+ * run). */
+static void hold_standard_descriptors(void)
+{
+  int fd;
+
+  for (fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+      int null = fd == 0 ? open("/dev/null", O_RDONLY)
+                         : open("/dev/full", O_WRONLY);
+
+      if (null < 0)
+        null = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+
+      if (null >= 0 && null != fd) {
+        dup2(null, fd);
+        close(null);
+      }
+    }
+  }
+}
+
 int main(int argc, char **argv)
 {
   const char *base = strrchr(argv[0], '/');
@@ -106,6 +133,7 @@ int main(int argc, char **argv)
   const char *api = getenv("AWS_LAMBDA_RUNTIME_API");
   int bootstrap;
 
+  hold_standard_descriptors();
   base = base ? base + 1 : argv[0];
   /* Serving as the Lambda runtime without being asked by name. */
   bootstrap = strcmp(base, "bootstrap") == 0 || (argc < 2 && api && *api);

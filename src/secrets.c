@@ -609,6 +609,8 @@ void secrets_push(lua_State *L, const char *id)
   if (left <= 0)
     host_check(L);
   if (secrets_get(id, SECRETS_CACHED, deadline, &v, &err)) {
+    /* A fetch the deadline or a signal cut short is the run's stop. */
+    host_check(L);
     host_push_error(L, err.type, err.message);
     lua_pushstring(L, id);
     lua_setfield(L, -2, "secret_id");

@@ -17,6 +17,7 @@
 #include <curl/curl.h>
 
 #include "clock.h"
+#include "host.h"
 #include "log.h"
 #include "sigv4.h"
 
@@ -265,6 +266,8 @@ static int send_signed(http_client *http, const target *t,
   req.connect_timeout_ms = secrets_attempt_timeout_ms(deadline_ms, 3000);
   req.timeout_ms = secrets_attempt_timeout_ms(deadline_ms, ATTEMPT_CAP_MS);
   req.max_body = 1 << 20;
+  /* SIGINT or SIGTERM abandons the request, as it stops the run. */
+  req.cancel = &host_interrupt_requested;
   rc = http_perform(http, &req, resp);
   if (rc)
     secrets_fail(err, "HttpError", "secret %s: %s", id, resp->error);

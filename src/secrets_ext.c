@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "env.h"
+#include "host.h"
 #include "sigv4.h"
 
 #define DEFAULT_PORT 2773
@@ -65,6 +66,8 @@ int secrets_ext_fetch(http_client *http, const secrets_query *q,
   req.headers = headers;
   req.n_headers = 1;
   req.max_body = 1 << 20;
+  /* SIGINT or SIGTERM abandons the request, as it stops the run. */
+  req.cancel = &host_interrupt_requested;
 
   for (;;) {
     http_response resp;

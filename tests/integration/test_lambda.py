@@ -582,6 +582,21 @@ class InitTest(LambdaCase):
         self.assertEqual(len(api.posts), 1)
         self.assertEqual(api.nexts, [], "no invocation may be taken")
 
+    def test_job_stuck_at_load_fails_init_naming_the_file(self):
+        """A job whose top-level code is stuck in C past the load's
+        deadline: the watchdog posts init/error naming the file."""
+        self.write_job("hello", HELLO)
+        self.write_job("stuck", 'local x = ("a"):rep(300000):find('
+                       '".-.-.-.-b")\nreturn { run = function() end }\n')
+        api, proc = self.start()
+        post = api.wait_for(lambda: api.posts and api.posts[0], timeout=30)
+        self.assertEqual(proc.wait(10), 1)
+        self.assertEqual((post.kind, post.error_type), ("init", "Job.Invalid"))
+        message = post.json()["errorMessage"]
+        self.assertIn("stuck.lua cannot be loaded: its top-level code did "
+                      "not stop", message)
+        self.assertEqual(api.nexts, [], "no invocation may be taken")
+
     def test_no_jobs_fails_init(self):
         api, proc = self.start()
         self.assertEqual(proc.wait(10), 1)
@@ -716,6 +731,22 @@ end }""")
         self.assertIn("pooled connection did not answer: replaced",
                       self.log(proc))
         self.assert_alive(proc)
+
+    def test_silent_pooled_connection_with_little_time_left(self):
+        """With under 2 s left, the silent pooled connection is given up
+        at the run's deadline: Job.Timeout, and the process lives on."""
+        api, proc = self.start(db_env=self.db)
+        first = self.assert_ok(api, self.invoke(api, {"job": "pid"}))["pid"]
+        os.kill(first, signal.SIGSTOP)
+        try:
+            post = self.invoke(api, {"job": "pid"}, deadline_in=1.5)
+            body = self.assert_error(api, post, "Job.Timeout", "deadline")
+            self.assertNotIn("did not return", body["errorMessage"])
+        finally:
+            os.kill(first, signal.SIGCONT)
+        self.assert_alive(proc)
+        second = self.assert_ok(api, self.invoke(api, {"job": "pid"}))["pid"]
+        self.assertNotEqual(first, second)
 
 
 class LockTest(LambdaCase):

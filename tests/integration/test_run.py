@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -491,6 +492,43 @@ end }""")
         self.assertNotIn("did not return", err)
 
 
+class StandardStreamsTest(jhtest.Case):
+    def test_a_closed_stdout_is_never_a_database_socket(self):
+        """The first descriptor a process opens takes a closed stdout's
+        number: held by /dev/full, the result still fails to be written,
+        and nothing reaches the database connection."""
+        self.write_job("q", """
+return { run = function(ctx)
+  return ctx.db:query("SELECT 41 + 1 AS n")[1]
+end }""")
+        proc = subprocess.run(["sh", "-c", 'exec "$0" run q >&-', jhtest.BIN],
+                              env=self.env(), capture_output=True, text=True,
+                              timeout=60)
+        self.record(proc.stdout, proc.stderr)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn("writing the output failed", proc.stderr)
+        self.assertIn("run finished", proc.stderr)
+        self.assertNotIn("invalid frontend message", proc.stderr)
+
+    def test_the_watchdog_ends_a_run_whose_log_pipe_is_full(self):
+        """The stuck thread sits in a write to a full stderr pipe: the
+        watchdog prints the failure and ends the process anyway."""
+        self.write_job("chatty", """
+return { timeout = 1, run = function()
+  for _ = 1, 1e7 do print(("x"):rep(1000)) end
+end }""")
+        out = os.path.join(self.tmp, "out.json")
+        with open(out, "w") as f:
+            proc = subprocess.Popen([jhtest.BIN, "run", "chatty"],
+                                    env=self.env(), stdout=f,
+                                    stderr=subprocess.PIPE)
+        self.addCleanup(jhtest.stop_process, proc)
+        self.assertEqual(proc.wait(timeout=20), 1)
+        with open(out) as f:
+            self.assertEqual(json.loads(f.read().splitlines()[-1])
+                             ["errorType"], "Job.Timeout")
+
+
 class DashNameTest(jhtest.Case):
     def test_a_job_whose_name_starts_with_a_dash(self):
         self.write_job("-x", "return { run = function() return 1 end }")
@@ -558,6 +596,36 @@ end }"""
         proc, pid = self.start_sleeping()
         proc.send_signal(signal.SIGINT)
         self.assert_stopped_cleanly(proc, pid)
+
+    def test_sigterm_during_a_secret_fetch(self):
+        """A Secrets Manager that never answers: the signal abandons the
+        request at once, Job.Interrupted."""
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        self.addCleanup(server.close)
+        self.write_job("sec", """
+return { timeout = 30, run = function(ctx)
+  return { got = ctx.secret("prod/x") ~= nil }
+end }""")
+        env = self.env(AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:%d"
+                       % server.getsockname()[1], AWS_REGION="us-east-1",
+                       AWS_ACCESS_KEY_ID="AKIDEXAMPLE",
+                       AWS_SECRET_ACCESS_KEY="not-a-secret")
+        proc = subprocess.Popen([jhtest.BIN, "run", "sec"], env=env,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        self.addCleanup(jhtest.stop_process, proc)
+        conn, _ = server.accept()
+        self.addCleanup(conn.close)
+        time.sleep(0.5)
+        started = time.time()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+        self.record(out, err)
+        self.assertLess(time.time() - started, 5)
+        self.assertEqual(proc.returncode, 1, err)
+        self.assertEqual(json.loads(out)["errorType"], "Job.Interrupted")
 
     def test_a_second_signal_ends_a_run_no_stop_reaches(self):
         self.write_job("stuck", """
