@@ -177,10 +177,10 @@ static void run_stuck(void *unused)
     }
   }
   log_emit_last(LOG_ERROR, "run failed",
-           (log_field[]){LOG_S("outcome", "failure"),
-                         LOG_S("error_type", out.error_type),
-                         LOG_S("error", out.error_message)},
-           3);
+                (log_field[]){LOG_S("outcome", "failure"),
+                              LOG_S("error_type", out.error_type),
+                              LOG_S("error", out.error_message)},
+                3);
   _exit(1);
 }
 

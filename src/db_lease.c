@@ -413,6 +413,7 @@ static int setup_run(lua_State *L, db_conn *c, int retry)
   host_run *run = host_get(L);
   int64_t left = host_remaining_ms(L);
   int64_t cap = -1, shown = -1;
+  int role_smaller;
   db_limits limits = db_run_limits(L);
   char timeout[96] = "";
   db_result *box;
@@ -428,10 +429,8 @@ static int setup_run(lua_State *L, db_conn *c, int retry)
       cap = INT32_MAX;
   }
   if (retry) {
-    int64_t check_until = clock_now_ms() + DB_POOL_CHECK_MS;
-
-    if (!limits.deadline_ms || check_until < limits.deadline_ms)
-      limits.deadline_ms = check_until;
+    limits.deadline_ms = db_deadline_min(limits.deadline_ms,
+                                         clock_now_ms() + DB_POOL_CHECK_MS);
     limits.abandon = 1;
   }
   if (cap >= 0)
@@ -496,8 +495,9 @@ static int setup_run(lua_State *L, db_conn *c, int retry)
   if (PQresultStatus(box->res) != PGRES_COMMAND_OK)
     db_raise_result_error(L, c, box->res);
   lua_pop(L, 1);
-  c->cap_in_force = cap >= 0 && !(shown > 0 && shown < cap);
-  if (cap >= 0 && shown > 0 && shown < cap) {
+  role_smaller = cap >= 0 && shown > 0 && shown < cap;
+  c->cap_in_force = cap >= 0 && !role_smaller;
+  if (role_smaller) {
     char set[64];
 
     snprintf(set, sizeof set, "SET statement_timeout = %lld",

@@ -162,8 +162,8 @@ static void arm_timer(void)
   if (watchdog_enabled()) {
     if (run && run->deadline_ms > 0)
       watchdog_arm(run->deadline_ms);
-    else if (watchdog_disarm() != 0)
-      watchdog_wait_end();
+    else
+      watchdog_disarm();
   }
 }
 

@@ -164,6 +164,16 @@ static void forget_locked(const HMAC_CTX *ctx)
   }
 }
 
+/* Drops what is remembered to make room for ctx: a MAC under way on
+ * another context is brought up to date first (one on ctx itself is
+ * discarded by what ctx is about to do). The lock is held. */
+static void evict_locked(const HMAC_CTX *ctx)
+{
+  if (last.ctx != ctx)
+    catch_up_locked();
+  forget_locked(NULL);
+}
+
 static void forget(const HMAC_CTX *ctx)
 {
   pthread_mutex_lock(&last_lock);
@@ -243,11 +253,8 @@ int HMAC_Init_ex(HMAC_CTX *ctx, const void *key, int len, const EVP_MD *md,
     pthread_mutex_unlock(&last_lock);
     return 1;
   }
-  if (!same) {
-    if (last.ctx != ctx)
-      catch_up_locked();
-    forget_locked(NULL);
-  }
+  if (!same)
+    evict_locked(ctx);
   pthread_mutex_unlock(&last_lock);
   if (same && init(ctx, NULL, 0, NULL, NULL))
     return 1;
@@ -255,9 +262,7 @@ int HMAC_Init_ex(HMAC_CTX *ctx, const void *key, int len, const EVP_MD *md,
   ok = init(ctx, key, len, md, impl);
   if (ok && ctx && md && impl == NULL && len >= 0 && len <= KEY_MAX) {
     pthread_mutex_lock(&last_lock);
-    if (last.ctx != ctx)
-      catch_up_locked();
-    forget_locked(NULL);
+    evict_locked(ctx);
     remember_locked(ctx, key, len, md);
     pthread_mutex_unlock(&last_lock);
   }

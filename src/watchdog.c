@@ -3,7 +3,7 @@
  * SIGALRM, SIGTERM and SIGINT belong to the thread that runs Lua). It
  * sleeps on a condition variable until the time it is armed with
  * (CLOCK_REALTIME, as deadlines are epoch milliseconds) and fires at most
- * once; from then on every disarm answers -1, so that the run's own
+ * once; from then on a disarm never returns, so that the run's own
  * thread, should it get free, stays out of the handler's way. */
 #include "watchdog.h"
 
@@ -115,7 +115,7 @@ void watchdog_arm(int64_t deadline_ms)
   pthread_mutex_unlock(&lock);
 }
 
-int watchdog_disarm(void)
+void watchdog_disarm(void)
 {
   int was_fired;
 
@@ -126,11 +126,7 @@ int watchdog_disarm(void)
     pthread_cond_signal(&changed);
   }
   pthread_mutex_unlock(&lock);
-  return was_fired ? -1 : 0;
-}
-
-void watchdog_wait_end(void)
-{
-  for (;;)
+  /* The handler ends the process: wait for it. */
+  while (was_fired)
     pause();
 }

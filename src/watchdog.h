@@ -34,13 +34,8 @@ int watchdog_enabled(void);
  * the thread cannot be started (that is logged once), nothing happens. */
 void watchdog_arm(int64_t deadline_ms);
 
-/* Disarms. Returns 0, or -1 when the handler has already been called:
- * the process is ending, and the caller must not report the run itself
- * (watchdog_wait_end then waits for the end). */
-int watchdog_disarm(void);
-
-/* Never returns: waits for the handler, which has been called, to end
- * the process. */
-void watchdog_wait_end(void);
+/* Disarms. When the handler has already been called, never returns: the
+ * process is ending, and the caller must not report the run itself. */
+void watchdog_disarm(void);
 
 #endif
