@@ -192,15 +192,18 @@ void job_outcome_fail(job_outcome *out, const char *type, const char *msg)
   out->error_message = strdup(msg);
 }
 
-/* Replaces *text by its redacted copy when it holds a secret's value. */
-static void scrub(char **text, size_t *len)
+/* Replaces *text by its redacted copy when it holds a secret's value; a
+ * JSON text stays JSON. */
+static void scrub(char **text, size_t *len, int json)
 {
-  size_t n;
+  size_t n, have;
   char *clean;
 
   if (!*text || !redact_active())
     return;
-  clean = redact_copy(*text, len ? *len : strlen(*text), &n);
+  have = len ? *len : strlen(*text);
+  clean = json ? redact_json_copy(*text, have, &n)
+               : redact_copy(*text, have, &n);
   if (!clean)
     return;
   free(*text);
@@ -356,7 +359,7 @@ out:
 
 void job_outcome_scrub(job_outcome *out)
 {
-  scrub(&out->result, &out->result_len);
-  scrub(&out->error_message, NULL);
-  scrub(&out->stack_trace, NULL);
+  scrub(&out->result, &out->result_len, 1);
+  scrub(&out->error_message, NULL, 0);
+  scrub(&out->stack_trace, NULL, 0);
 }

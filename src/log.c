@@ -434,9 +434,12 @@ static void write_redacted(log_level level, const char *msg,
       }
       continue;
     }
-    if ((copy[i].kind == LOG_F_STR || copy[i].kind == LOG_F_JSON) &&
-        copy[i].s &&
-        (clean = redact_copy(copy[i].s, strlen(copy[i].s), &len))) {
+    if (copy[i].kind == LOG_F_JSON && copy[i].s &&
+        (clean = redact_json_copy(copy[i].s, strlen(copy[i].s), &len))) {
+      owned[k++] = clean;
+      copy[i].s = clean;
+    } else if (copy[i].kind == LOG_F_STR && copy[i].s &&
+               (clean = redact_copy(copy[i].s, strlen(copy[i].s), &len))) {
       owned[k++] = clean;
       copy[i].s = clean;
     }

@@ -6,6 +6,7 @@
  * hundreds, keeps every value hidden. */
 #include "redact.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,9 @@
 /* Escaped forms registered beside a value: as a JSON string, as a JSON
  * string inside a JSON string, and once more. */
 #define REDACT_ESCAPE_LEVELS 3
+/* What the masks of redact_copy hold for a byte: shown, hidden where it
+ * stands, or hidden with the whole JSON token it belongs to. */
+enum { HIDE_NONE, HIDE_BYTE, HIDE_TOKEN };
 
 typedef struct {
   char *value;
@@ -191,15 +195,15 @@ static char *withheld(size_t *outlen)
   return out;
 }
 
-/* Every byte of s covered by an occurrence of a registered value is
- * hidden, and each run of hidden bytes becomes one mark: values that
- * overlap or touch are hidden whole. One scan of the text for each value,
- * so the work grows with the values times the text, not with the hits. */
-char *redact_copy(const char *s, size_t len, size_t *outlen)
+/* Marks, in a calloc'd array of len bytes, every byte of s covered by
+ * an occurrence of a registered value. Returns it, or NULL when s holds
+ * none or memory ran out (*oom set). One scan of the text for each
+ * value, so the work grows with the values times the text, not with the
+ * hits. */
+static unsigned char *hidden_bytes(const char *s, size_t len, int *oom)
 {
   unsigned char *hide = NULL;
-  size_t i, n = 0, runs = 0, hidden = 0;
-  char *out;
+  size_t i;
 
   for (i = 0; i < nknown; i++) {
     const char *p = s, *end = s + len, *hit;
@@ -209,22 +213,31 @@ char *redact_copy(const char *s, size_t len, size_t *outlen)
                          known[i].len)) != NULL) {
       size_t at = (size_t)(hit - s);
 
-      if (!hide && !(hide = calloc(len, 1)))
-        return withheld(outlen);
-      memset(hide + at, 1, known[i].len);
+      if (!hide && !(hide = calloc(len, 1))) {
+        *oom = 1;
+        return NULL;
+      }
+      memset(hide + at, HIDE_BYTE, known[i].len);
       p = hit + 1;
     }
   }
-  if (!hide)
-    return NULL;
-  for (i = 0; i < len; i++) {
-    if (hide[i]) {
-      hidden++;
-      if (i == 0 || !hide[i - 1])
-        runs++;
-    }
-  }
-  out = malloc(len - hidden + runs * (sizeof REDACT_MARK - 1) + 1);
+  return hide;
+}
+
+/* Writes s with each run of hidden bytes as one mark, and each token
+ * marked HIDE_TOKEN (a number or a literal in JSON) as the mark in
+ * quotes. Frees hide. */
+static char *apply(const char *s, size_t len, unsigned char *hide,
+                   size_t *outlen)
+{
+  static const char mark[] = REDACT_MARK;
+  size_t i, n = 0, cap = len + 1;
+  char *out;
+
+  for (i = 0; i < len; i++)
+    if (hide[i] && (i == 0 || hide[i - 1] != hide[i]))
+      cap += sizeof mark + 1;
+  out = malloc(cap);
   if (!out) {
     free(hide);
     return withheld(outlen);
@@ -232,15 +245,158 @@ char *redact_copy(const char *s, size_t len, size_t *outlen)
   for (i = 0; i < len; i++) {
     if (!hide[i]) {
       out[n++] = s[i];
-    } else if (i == 0 || !hide[i - 1]) {
-      memcpy(out + n, REDACT_MARK, sizeof REDACT_MARK - 1);
-      n += sizeof REDACT_MARK - 1;
+    } else if (i == 0 || hide[i - 1] != hide[i]) {
+      if (hide[i] == HIDE_TOKEN)
+        out[n++] = '"';
+      memcpy(out + n, mark, sizeof mark - 1);
+      n += sizeof mark - 1;
+      if (hide[i] == HIDE_TOKEN)
+        out[n++] = '"';
     }
   }
   out[n] = '\0';
   *outlen = n;
   free(hide);
   return out;
+}
+
+char *redact_copy(const char *s, size_t len, size_t *outlen)
+{
+  int oom = 0;
+  unsigned char *hide = hidden_bytes(s, len, &oom);
+
+  if (!hide)
+    return oom ? withheld(outlen) : NULL;
+  return apply(s, len, hide, outlen);
+}
+
+/* The end of the JSON string whose opening quote is at s[i], just past
+ * its closing quote, or 0 when it is not a well-formed string. */
+static size_t string_end(const char *s, size_t len, size_t i)
+{
+  for (i++; i < len; i++) {
+    if (s[i] == '"')
+      return i + 1;
+    if ((unsigned char)s[i] < 0x20)
+      return 0;
+    if (s[i] == '\\' && ++i == len)
+      return 0;
+  }
+  return 0;
+}
+
+/* The length of the unit of string content at s[i] (before end) that
+ * must be shown or hidden whole: an escape (a \u surrogate pair counts
+ * as one), or one UTF-8 character. */
+static size_t unit_len(const char *s, size_t i, size_t end)
+{
+  unsigned char c = (unsigned char)s[i];
+  size_t n = 1;
+
+  if (c == '\\') {
+    if (i + 1 < end && s[i + 1] != 'u')
+      return 2;
+    n = i + 6 <= end ? 6 : end - i;
+    /* A high surrogate and the low one after it are one character. */
+    if (n == 6 && i + 12 <= end && (s[i + 2] == 'd' || s[i + 2] == 'D') &&
+        s[i + 3] && strchr("89abAB", s[i + 3]) && s[i + 6] == '\\' &&
+        s[i + 7] == 'u')
+      n = 12;
+    return n;
+  }
+  if (c >= 0xC0)
+    while (i + n < end && ((unsigned char)s[i + n] & 0xC0) == 0x80)
+      n++;
+  return n;
+}
+
+/* The length of the JSON number, true, false or null at s (n bytes), or
+ * 0 when there is none. A number's bytes are taken as they come: the
+ * mask needs its extent, not its value. */
+static size_t literal_len(const char *s, size_t n)
+{
+  static const char *const words[] = {"true", "false", "null"};
+  size_t i, w;
+
+  if (s[0] == '-' || (s[0] >= '0' && s[0] <= '9')) {
+    for (i = 1; i < n && s[i] && strchr("+-.0123456789eE", s[i]); i++)
+      ;
+    return i;
+  }
+  for (w = 0; w < 3; w++) {
+    size_t k = strlen(words[w]);
+
+    if (k <= n && memcmp(s, words[w], k) == 0 &&
+        (k == n || !isalnum((unsigned char)s[k])))
+      return k;
+  }
+  return 0;
+}
+
+/* Fits the byte mask to JSON's tokens: the quotes and the punctuation
+ * between tokens are shown, a string's hidden content is widened to whole
+ * escapes and characters, and a number or literal with any hidden byte
+ * is hidden as a token. Returns 0, or -1 when s is not a sequence of JSON
+ * tokens (the byte mask is then used as it is). Only the tokens are read,
+ * not the nesting: jobhost wrote the text, and the mask needs no more. */
+static int fit_to_json(const char *s, size_t len, unsigned char *hide)
+{
+  size_t i = 0, j, end, u;
+
+  while (i < len) {
+    unsigned char c = (unsigned char)s[i];
+
+    if (c && strchr(" \t\r\n{}[],:", c)) {
+      hide[i++] = HIDE_NONE;
+    } else if (c == '"') {
+      end = string_end(s, len, i);
+      if (!end)
+        return -1;
+      hide[i] = hide[end - 1] = HIDE_NONE;
+      for (j = i + 1; j < end - 1; j += u) {
+        u = unit_len(s, j, end - 1);
+        if (memchr(hide + j, HIDE_BYTE, u))
+          memset(hide + j, HIDE_BYTE, u);
+      }
+      i = end;
+    } else if (c == '-' || (c >= '0' && c <= '9') || c == 't' || c == 'f' ||
+               c == 'n') {
+      int any = 0;
+
+      end = i + literal_len(s + i, len - i);
+      if (end == i)
+        return -1;
+      for (j = i; j < end; j++)
+        any |= hide[j];
+      memset(hide + i, any ? HIDE_TOKEN : HIDE_NONE, end - i);
+      i = end;
+    } else {
+      return -1;
+    }
+  }
+  return 0;
+}
+
+char *redact_json_copy(const char *s, size_t len, size_t *outlen)
+{
+  int oom = 0;
+  unsigned char *hide = hidden_bytes(s, len, &oom), *fitted;
+
+  if (!hide)
+    return oom ? withheld(outlen) : NULL;
+  fitted = malloc(len);
+  if (!fitted) {
+    free(hide);
+    return withheld(outlen);
+  }
+  memcpy(fitted, hide, len);
+  if (fit_to_json(s, len, fitted) == 0) {
+    free(hide);
+    hide = fitted;
+  } else {
+    free(fitted);
+  }
+  return apply(s, len, hide, outlen);
 }
 
 void redact_clear(void)

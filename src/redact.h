@@ -36,6 +36,16 @@ int redact_active(void);
  * withheld, never shown as it is. */
 char *redact_copy(const char *s, size_t len, size_t *outlen);
 
+/* redact_copy for a JSON text (a result, a table logged as JSON): the
+ * marks are fitted to its tokens, so a valid JSON text stays valid. A
+ * value inside a string is hidden in whole characters and escapes, the
+ * quotes kept ("[redacted]" in place of a secret that ends in a quote
+ * or a backslash); a number or a literal holding one becomes the string
+ * "[redacted]" (a PIN inside {"n":1234}); a value across tokens hides
+ * its part of each, the punctuation between them shown. A text that is
+ * not JSON is redacted as redact_copy does. */
+char *redact_json_copy(const char *s, size_t len, size_t *outlen);
+
 /* Forgets every value (tests). */
 void redact_clear(void);
 

@@ -734,6 +734,40 @@ end }""", env=env)
                                     env=env, expect_ok=False)
         self.assertIn("[<a key of ", body["errorMessage"])
 
+    def test_redacted_results_and_json_logs_stay_json(self):
+        # A PIN inside numbers, values that end in a backslash or a quote
+        # (whose raw forms would take an escape or a closing quote with
+        # them), one with a non-ASCII character.
+        pin = 90000000 + pysecrets.randbelow(9999999)
+        values = {"password": "pw-" + pysecrets.token_hex(6) + "\\",
+                  "api_token": "tok-" + pysecrets.token_hex(6) + '"',
+                  "db_secret": "caf\u00e9-" + pysecrets.token_hex(6)}
+        self.secrets.extend(list(values.values()) + [str(pin)])
+        path = os.path.join(self.tmp, "secrets.json")
+        with open(path, "w") as f:
+            json.dump({"app/creds": dict(values, pin_secret=pin)}, f)
+        env = self.sm_env(JOBHOST_SECRETS_FILE=path)
+        _, body, err = self.run_secret_job("json-redact", """
+return { run = function(ctx)
+  local s = ctx.secret("app/creds")
+  local t = { n = s.pin_secret, list = { s.pin_secret, 7, -s.pin_secret },
+              pw = s.password, tok = s.api_token .. "x",
+              cafe = "a" .. s.db_secret, [s.password] = true,
+              nested = { { s.password .. s.api_token } } }
+  ctx.log.info("leaky", { t = t })
+  return t
+end }""", env=dict(env, JOBHOST_LOG_FORMAT="json"))
+        mark = "[redacted]"
+        self.assertEqual(body, {
+            "n": mark, "list": [mark, 7, mark], "pw": mark,
+            "tok": mark + "x", "cafe": "a" + mark, mark: True,
+            "nested": [[mark]]})
+        logged = [json.loads(line) for line in err.splitlines()]
+        leaky = [r for r in logged if r.get("message") == "leaky"]
+        self.assertEqual(len(leaky), 1, err)
+        self.assertEqual(leaky[0]["t"]["list"], [mark, 7, mark])
+        self.assertEqual(leaky[0]["t"]["tok"], mark + "x")
+
     def test_no_credentials_says_which_provider_was_picked(self):
         env = self.sm_env()
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",

@@ -7,10 +7,11 @@
 
 static int failures, checks;
 
-static void expect(const char *in, const char *want)
+static void expect_with(char *(*copy)(const char *, size_t, size_t *),
+                        const char *in, const char *want)
 {
   size_t n;
-  char *out = redact_copy(in, strlen(in), &n);
+  char *out = copy(in, strlen(in), &n);
   const char *got = out ? out : in;
 
   checks++;
@@ -20,6 +21,17 @@ static void expect(const char *in, const char *want)
     failures++;
   }
   free(out);
+}
+
+static void expect(const char *in, const char *want)
+{
+  expect_with(redact_copy, in, want);
+}
+
+/* redact_json_copy: the marks fitted to JSON's tokens. */
+static void expect_json(const char *in, const char *want)
+{
+  expect_with(redact_json_copy, in, want);
 }
 
 int main(void)
@@ -96,6 +108,50 @@ int main(void)
     expect("a pw-2999-\"quoted\" b", "a [redacted] b");
     expect("{\"p\":\"pw-2999-\\\"quoted\\\"\"}", "{\"p\":\"[redacted]\"}");
   }
+  /* In JSON text: a PIN inside a number becomes a string; a value that
+   * ends in a backslash or a quote takes neither the escape nor the
+   * closing quote with it; one across tokens hides its part of each. */
+  redact_clear();
+  redact_add("20461", 5);
+  redact_add("ends-in\\", 8);
+  redact_add("ends-in\"", 8);
+  redact_add("caf\xc3\xa9-latte", 11);
+  expect("{\"n\":20461}", "{\"n\":[redacted]}");
+  expect_json("{\"n\":20461}", "{\"n\":\"[redacted]\"}");
+  expect_json("[1204610,-1.20461e5,20461]",
+              "[\"[redacted]\",\"[redacted]\",\"[redacted]\"]");
+  expect_json("{\"k\":\"ends-in\\\\\"}", "{\"k\":\"[redacted]\"}");
+  expect_json("{\"k\":\"ends-in\\\"\"}", "{\"k\":\"[redacted]\"}");
+  expect_json("[\"ends-in\\\\tab\"]", "[\"[redacted]tab\"]");
+  /* The raw form ends in a backslash: its match stops inside the escape
+   * \" and is widened to the whole escape. */
+  expect_json("[\"ends-in\\\"x\"]", "[\"[redacted]x\"]");
+  expect("[\"ends-in\\\"x\"]", "[\"[redacted]x\"]");
+  expect_json("{\"20461\":true,\"x\":\"a20461b\"}",
+              "{\"[redacted]\":true,\"x\":\"a[redacted]b\"}");
+  /* A match that starts inside a character or an escape takes all of
+   * it. */
+  redact_clear();
+  redact_add("\xa9-latte", 7);
+  redact_add("u00e9xyz", 8);
+  expect_json("\"caf\xc3\xa9-latte\"", "\"caf[redacted]\"");
+  expect_json("\"x\\u00e9xyz\"", "\"x[redacted]\"");
+  expect_json("\"\\ud83d\\ude00 u00e9xyz\"",
+              "\"\\ud83d\\ude00 [redacted]\"");
+  redact_add("de00abcd", 8);
+  expect_json("\"\\ud83d\\ude00abcd\"", "\"[redacted]\"");
+  /* Across tokens: each part, the punctuation shown. */
+  redact_clear();
+  redact_add("a\",\"b1", 6);
+  expect_json("[\"a\",\"b1\"]", "[\"[redacted]\",\"[redacted]\"]");
+  redact_add("1, 2, 3", 7);
+  expect_json("[1, 2, 3]",
+              "[\"[redacted]\", \"[redacted]\", \"[redacted]\"]");
+  /* Not JSON: as redact_copy. */
+  expect_json("oops a\",\"b1 {", "oops [redacted] {");
+  expect_json("[\"unterminated a\",\"b1", "[\"unterminated [redacted]");
+  expect_json("[nulls, a\",\"b1]", "[nulls, [redacted]]");
+
   printf("%d passed, %d failed\n", checks - failures, failures);
   return failures ? 1 : 0;
 }
