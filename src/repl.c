@@ -14,7 +14,8 @@
  * database wait loop notice it, cancel what runs and stop the state; once
  * the stop has unwound here, host_resume lets the same state run again,
  * so the session's globals survive. At the prompt Ctrl-C drops the line
- * being typed. */
+ * being typed. An input stuck in a call into C that Ctrl-C cannot reach
+ * ends the session at a second Ctrl-C (on_interrupt). */
 #include "repl.h"
 
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -708,9 +710,36 @@ static char *next_candidate(const char *text, int state)
 
 /* ---- input --------------------------------------------------------------- */
 
+/* A Ctrl-C that the running input has not answered for this long, and
+ * then another: the input is in a call into C that does not come back to
+ * Lua (a pathological pattern match), where no stop can reach it. */
+#define REPL_STUCK_MS 1000
+
+/* Ctrl-C stops the input. Pressed again while an earlier one has gone
+ * unanswered for REPL_STUCK_MS, it ends the session, as nothing else
+ * would short of a kill; the server rolls back an open transaction when
+ * the connection drops. Only async-signal-safe calls here. */
 static void on_interrupt(int sig)
 {
+  static const char msg[] =
+      "\njobhost repl: interrupted again while a call into C does not "
+      "return; leaving the session\n";
+  static struct timespec first;
+  struct timespec now;
+
   (void)sig;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  if (host_interrupt_requested) {
+    if ((now.tv_sec - first.tv_sec) * 1000 +
+            (now.tv_nsec - first.tv_nsec) / 1000000 >= REPL_STUCK_MS) {
+      ssize_t told = write(STDERR_FILENO, msg, sizeof msg - 1);
+
+      (void)told;
+      _exit(130);
+    }
+    return;
+  }
+  first = now;
   host_interrupt();
 }
 

@@ -512,6 +512,38 @@ class TerminalTest(ReplCase):
         self.prompt(t, r"\n42\n")
         self.assertEqual(t.finish(), 0)
 
+    def test_a_second_ctrl_c_ends_an_input_stuck_in_c(self):
+        # A pattern match that backtracks for hours never returns to Lua,
+        # where the first Ctrl-C would be seen.
+        t = self.start()
+        self.prompt(t)
+        t.send("s = string.rep('a', 40)\r")
+        self.prompt(t)
+        t.send("s:match(string.rep('a?', 40) .. s)\r")
+        time.sleep(0.3)
+        t.send("\x03")
+        time.sleep(1.5)
+        self.assertTrue(t.alive(), t.seen)
+        started = time.monotonic()
+        t.send("\x03")
+        t.expect(r"interrupted again while a call into C does not return;"
+                 r" leaving the session")
+        while t.alive() and time.monotonic() - started < 5:
+            time.sleep(0.05)
+        self.assertEqual(t.status, 130)
+
+    def test_two_quick_ctrl_c_stop_a_loop_and_keep_the_session(self):
+        t = self.start()
+        self.prompt(t)
+        t.send("while true do end\r")
+        time.sleep(0.3)
+        t.send("\x03\x03")
+        self.prompt(t, r"interrupted: the input was stopped; globals are"
+                    r" kept\n")
+        t.send("6 * 7\r")
+        self.prompt(t, r"\n42\n")
+        self.assertEqual(t.finish(), 0)
+
     def test_ctrl_c_at_the_prompt_drops_the_line(self):
         t = self.start()
         self.prompt(t)
