@@ -29,6 +29,12 @@
 /* How long a pooled connection has to answer the per-run setup before it
  * is given up and a new one made. */
 #define DB_POOL_CHECK_MS 2000
+/* How often the server looks, while a statement runs, whether jobhost is
+ * still there (client_connection_check_interval, PostgreSQL 14 and
+ * later): a run killed outright (SIGKILL, a Lambda sandbox torn down)
+ * has its statement ended and its locks freed within this, not when the
+ * statement would have finished. */
+#define DB_CLIENT_CHECK_MS 2000
 
 /* The box of a parsed connection string, freed by its __gc. */
 #define CONNINFO_MT "jobhost.db.conninfo"
@@ -415,7 +421,7 @@ static int setup_run(lua_State *L, db_conn *c, int retry)
   int64_t cap = -1, shown = -1;
   int role_smaller;
   db_limits limits = db_run_limits(L);
-  char timeout[96] = "";
+  char timeout[96] = "", check[64] = "";
   db_result *box;
   char *name;
   int ok;
@@ -446,9 +452,13 @@ static int setup_run(lua_State *L, db_conn *c, int retry)
     luaL_error(L, "db: cannot quote the application name: %.*s",
                (int)strcspn(msg, "\n"), msg);
   }
-  lua_pushfstring(L, "%sSET application_name = %s%s", timeout, name,
+  if (PQserverVersion(c->pg) >= 140000)
+    snprintf(check, sizeof check, "; SET client_connection_check_interval = %d",
+             DB_CLIENT_CHECK_MS);
+  lua_pushfstring(L, "%sSET application_name = %s%s%s", timeout, name,
                   run->read_only ? "; SET default_transaction_read_only = on"
-                                 : "");
+                                 : "",
+                  check);
   PQfreemem(name);
 
   ok = PQsendQuery(c->pg, lua_tostring(L, -1));

@@ -847,6 +847,23 @@ static size_t env_memory_limit(void)
          1024 * 1024;
 }
 
+/* Turns a successful outcome whose result is over limit bytes into the
+ * failure Job.ResultTooLarge: the result is dropped, its work stays done
+ * (committed, unless a dry run). */
+static void result_too_large(job_outcome *out, size_t limit)
+{
+  char msg[256];
+
+  snprintf(msg, sizeof msg,
+           "the result is %zu bytes, over the response limit of %zu bytes; "
+           "the run's work is done, its result was not sent",
+           out->result_len, limit);
+  free(out->result);
+  out->result = NULL;
+  out->result_len = 0;
+  job_outcome_fail(out, "Job.ResultTooLarge", msg);
+}
+
 int job_run(const job_request *req, job_outcome *out)
 {
   host_options o = {0};
@@ -931,6 +948,8 @@ close:
 
 done:
   job_outcome_scrub(out);
+  if (out->ok && req->result_limit && out->result_len > req->result_limit)
+    result_too_large(out, req->result_limit);
   out->duration_us = clock_mono_us() - started;
   if (out->ok) {
     log_emit(LOG_INFO, "run finished",

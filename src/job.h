@@ -43,6 +43,9 @@ typedef struct {
   const char *scheduled_time; /* the event's time */
   const char *db_target;      /* overrides the spec's database */
   int64_t deadline_ms;        /* epoch ms; 0: the spec's timeout alone */
+  size_t result_limit;        /* bytes a result may have (the redacted
+                                 JSON); 0: no limit. Over it the run
+                                 fails with Job.ResultTooLarge */
   int dry_run;
   int read_only;
 } job_request;

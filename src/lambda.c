@@ -305,29 +305,13 @@ static lambda_api_status handle(runtime *rt, const lambda_invocation *inv)
   req.request_id = inv->request_id;
   if (inv->deadline_ms)
     req.deadline_ms = inv->deadline_ms - rt->margin_ms;
+  /* Sending more would only earn a 413 and leave the invocation without a
+   * useful error: the run fails saying so instead. */
+  req.result_limit = LAMBDA_RESPONSE_LIMIT;
 
   rt->request_id = inv->request_id;
   if (job_run(&req, &out) != 0) {
     status = post_failure(rt->api, inv->request_id, &out);
-  } else if (out.result_len > LAMBDA_RESPONSE_LIMIT) {
-    /* Sending it would only earn a 413 and leave the invocation without
-     * a useful error: say what happened instead. */
-    char msg[256];
-    job_outcome big = {0};
-
-    snprintf(msg, sizeof msg,
-             "the result is %zu bytes, over Lambda's response limit of %zu "
-             "bytes; it was not sent",
-             out.result_len, LAMBDA_RESPONSE_LIMIT);
-    big.error_type = "Job.ResultTooLarge";
-    big.error_message = msg;
-    log_emit(LOG_ERROR, "invocation failed",
-             (log_field[]){LOG_S("job", route.job),
-                           LOG_S("outcome", "failure"),
-                           LOG_S("error_type", big.error_type),
-                           LOG_S("error", msg)},
-             4);
-    status = post_failure(rt->api, inv->request_id, &big);
   } else {
     status = lambda_api_respond(rt->api, inv->request_id, out.result,
                                 out.result_len);

@@ -411,7 +411,14 @@ class ResultSizeTest(LambdaCase):
         post = self.invoke(api, {"job": "big", "params": {"n": 7000000}})
         self.assert_error(api, post, "Job.ResultTooLarge", "7000002 bytes",
                           "6291556")
-        self.assertIn("error_type=Job.ResultTooLarge", self.log(proc))
+        log = self.log(proc)
+        self.assertIn("error_type=Job.ResultTooLarge", log)
+        # The run is logged as the failure it is, once: a query for
+        # "run failed" finds it, and no "run finished" says success.
+        failed = [line for line in log.splitlines() if "run failed" in line]
+        self.assertEqual(len(failed), 1, log)
+        self.assertIn("error_type=Job.ResultTooLarge", failed[0])
+        self.assertNotIn("outcome=success", log)
         # Exactly at the limit is sent; one byte over is not.
         post = self.invoke(api, {"job": "big", "params": {"n": LIMIT - 2}})
         self.assertEqual(post.kind, "response")

@@ -592,6 +592,24 @@ end }"""
         self.assert_stopped_cleanly(proc, pid)
         self.assertLess(time.time() - started, 10)
 
+    def test_sigkill_frees_the_lock_within_the_servers_check(self):
+        """No handler runs on SIGKILL: the server itself notices the
+        client has gone (client_connection_check_interval, 2 s) and ends
+        the statement, so the lock does not outlive the run by the rest
+        of the statement."""
+        proc, pid = self.start_sleeping()
+        proc.kill()
+        proc.wait()
+        killed = time.time()
+        while jhtest.superuser_sql(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND pid = %s" % pid).strip() != "0":
+            self.assertLess(time.time() - killed, 10,
+                            "the dead run's lock is still held")
+            time.sleep(0.1)
+        _, again, _ = self.run_job("locked")
+        self.assertEqual(again, {"slept": 0})
+
     def test_sigint_does_the_same(self):
         proc, pid = self.start_sleeping()
         proc.send_signal(signal.SIGINT)
