@@ -1,12 +1,13 @@
 #!/bin/sh
 # demo.sh: the quick start. Installs and builds jobhost, starts a
-# throwaway PostgreSQL 15 in /tmp/jobhost-demo seeded by pgbench (its
+# throwaway PostgreSQL 15 in /tmp/jobhost-demo (or $JOBHOST_DEMO_DIR)
+# seeded by pgbench (its
 # schema, then a burst of its write traffic, spread over the last 180
 # days), stores the demo role's credentials in a local secrets file, and
 # runs the purge job against it. Run it again to start over.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
-demo=/tmp/jobhost-demo
+demo=${JOBHOST_DEMO_DIR:-/tmp/jobhost-demo}
 
 "$top/scripts/setup.sh"
 

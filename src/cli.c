@@ -243,6 +243,15 @@ int cli_run(int argc, char **argv)
     } else if (strcmp(a, "--") == 0 && i + 1 < argc && !req.name) {
       /* The job's name follows, even one that starts with '-'. */
       req.name = argv[++i];
+    } else if (i + 1 == argc &&
+               (strcmp(a, "--param") == 0 || strcmp(a, "--event") == 0 ||
+                strcmp(a, "--db") == 0 || strcmp(a, "--jobs") == 0)) {
+      fprintf(stderr, "jobhost run: %s needs a value (%s)\n", a,
+              strcmp(a, "--param") == 0   ? "KEY=VALUE"
+              : strcmp(a, "--event") == 0 ? "JSON or @FILE"
+              : strcmp(a, "--db") == 0    ? "a secret id or conninfo"
+                                          : "a folder");
+      goto out;
     } else if (a[0] == '-') {
       fprintf(stderr, "jobhost run: unknown option %s\n", a);
       run_usage(stderr);
@@ -361,6 +370,13 @@ int cli_check(int argc, char **argv)
       return 1;
     }
     names = all;
+    /* As the Lambda runtime's init refuses it: a deploy of it serves
+     * nothing. */
+    if (!all[0]) {
+      fprintf(stderr, "jobhost check: no jobs in %s (each job is a file "
+              "NAME.lua)\n", dir);
+      failed++;
+    }
     misnamed = job_list_misnamed(dir);
     for (i = 0; misnamed && misnamed[i]; i++)
       printf("skipped %s.lua\n  warning: not a job: a job's name is made "

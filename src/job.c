@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <lauxlib.h>
 
@@ -103,6 +104,8 @@ static int load_spec(lua_State *L, const char *dir, const char *name,
   char path[4096];
   int status;
   int top = lua_gettop(L);
+  int64_t run_deadline, load_deadline;
+  struct stat st;
 
   *kind = "Job.Invalid";
   if (!job_name_valid(name) ||
@@ -128,7 +131,31 @@ static int load_spec(lua_State *L, const char *dir, const char *name,
   lua_pop(L, 1);
 
   snprintf(path, sizeof path, "%s/%s.lua", dir, name);
+  run_deadline = host_get(L)->deadline_ms;
+  load_deadline = clock_now_ms() + JOB_LOAD_MS;
+  if (run_deadline && run_deadline <= load_deadline)
+    load_deadline = 0;
+  else
+    host_set_deadline(L, load_deadline);
   status = luaL_loadfilex(L, path, "t");
+  if (status == LUA_OK)
+    status = host_pcall(L, 0, 1);
+  if (load_deadline)
+    host_set_deadline(L, run_deadline);
+  if (status == LUA_ERRFILE && lstat(path, &st) == 0) {
+    /* Listed, but nothing to read: not "not found". */
+    struct stat target;
+
+    if (S_ISDIR(st.st_mode))
+      snprintf(err, errlen, "%s is a folder, not a job's file", path);
+    else if (S_ISLNK(st.st_mode) && stat(path, &target) != 0)
+      snprintf(err, errlen, "%s is a symbolic link to nothing: %s", path,
+               strerror(errno));
+    else
+      snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
   if (status == LUA_ERRFILE) {
     char **known = job_list(dir);
     char names[1024];
@@ -141,11 +168,29 @@ static int load_spec(lua_State *L, const char *dir, const char *name,
              "there: %s", name, path, names);
     return -1;
   }
-  if (status != LUA_OK || host_pcall(L, 0, 1) != LUA_OK) {
-    if (lua_type(L, -1) == LUA_TSTRING)
-      snprintf(err, errlen, "%s", lua_tostring(L, -1));
+  if (status != LUA_OK && load_deadline &&
+      host_get(L)->stop == HOST_TIMEOUT) {
+    /* The load's own bound, not the run's deadline: the file is at
+     * fault, and the state may go on (job_spec_open's caller closes it,
+     * job_run reports Job.Invalid). */
+    host_resume(L);
+    snprintf(err, errlen, "%s: did not return its spec within %d s: a job "
+             "file's top level only builds the spec, the work belongs in "
+             "run", path, JOB_LOAD_MS / 1000);
+    lua_settop(L, top);
+    return -1;
+  }
+  if (status != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+
+    /* Lua's own messages name the file; a stop or a refused binary chunk
+     * does not. */
+    if (lua_type(L, -1) == LUA_TSTRING &&
+        strncmp(msg, path, strlen(path)) == 0)
+      snprintf(err, errlen, "%s", msg);
     else
-      snprintf(err, errlen, "%s: %s", path, job_error_text(L, -1));
+      snprintf(err, errlen, "%s: %s", path,
+               lua_type(L, -1) == LUA_TSTRING ? msg : job_error_text(L, -1));
     lua_settop(L, top);
     return -1;
   }
@@ -350,7 +395,6 @@ lua_State *job_spec_open(const char *dir, const char *name, char *err,
     dir = job_default_dir();
   o.job = name;
   o.mem_limit = (size_t)JOB_DEFAULT_MEMORY_MB * 1024 * 1024;
-  o.deadline_ms = clock_now_ms() + 10000;
   L = host_open(&o);
   if (!L) {
     snprintf(err, errlen, "out of memory");

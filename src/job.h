@@ -20,6 +20,10 @@
  * and 64 GiB. */
 #define JOB_MAX_TIMEOUT_S 86400
 #define JOB_MAX_MEMORY_MB 65536
+/* The time a job file's top level has to return its spec (ms), within
+ * the run's own deadline: building a table takes microseconds, and
+ * Lambda gives its whole init, every job file loaded, 10 s. */
+#define JOB_LOAD_MS 2000
 
 /* The error of a run the watchdog (watchdog.h) ended, as Job.Timeout;
  * the reason alone also serves a job's top-level code at load. */

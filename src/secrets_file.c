@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_FILE ((long)16 << 20)
 
@@ -20,9 +21,15 @@ static char *slurp(const char *path, size_t *len)
   FILE *f = fopen(path, "rb");
   char *buf = NULL;
   long size;
+  struct stat st;
 
   if (!f)
     return NULL;
+  /* A folder opens, and seeks to a size of its own. */
+  if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+    errno = EISDIR;
+    goto out;
+  }
   if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 ||
       fseek(f, 0, SEEK_SET) != 0)
     goto out;

@@ -604,6 +604,22 @@ class InitTest(LambdaCase):
                       "not stop", message)
         self.assertEqual(api.nexts, [], "no invocation may be taken")
 
+    def test_a_slow_top_level_fails_init_within_lambdas_init_limit(self):
+        """Lambda gives init 10 s for every job file: each has 2 s."""
+        self.write_job("hello", HELLO)
+        self.write_job("spin1", "while true do end\nreturn {}\n")
+        self.write_job("spin2", "while true do end\nreturn {}\n")
+        started = time.time()
+        api, proc = self.start()
+        post = api.wait_for(lambda: api.posts and api.posts[0], timeout=30)
+        self.assertLess(time.time() - started, 9)
+        self.assertEqual(proc.wait(10), 1)
+        self.assertEqual((post.kind, post.error_type), ("init", "Job.Invalid"))
+        message = post.json()["errorMessage"]
+        self.assertIn("2 of 3 jobs", message)
+        self.assertIn("spin1.lua: did not return its spec within 2 s",
+                      message)
+
     def test_no_jobs_fails_init(self):
         api, proc = self.start()
         self.assertEqual(proc.wait(10), 1)

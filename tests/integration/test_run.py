@@ -492,6 +492,55 @@ end }""")
         self.assertNotIn("did not return", err)
 
 
+class LoadBoundTest(jhtest.Case):
+    """A job file's top level has 2 s to return its spec, and an error
+    at load names the file."""
+
+    def test_a_top_level_that_never_returns_is_the_files_fault(self):
+        self.write_job("spin", "while true do end\nreturn {}\n")
+        started = time.time()
+        code, body, err = self.run_job("spin", expect_ok=False, timeout=60)
+        took = time.time() - started
+        self.assertEqual(code, 1)
+        self.assertEqual(body["errorType"], "Job.Invalid")
+        self.assertIn("spin.lua: did not return its spec within 2 s",
+                      body["errorMessage"])
+        self.assertLess(took, 8)
+        started = time.time()
+        proc = self.jobhost("check")
+        self.assertEqual(proc.returncode, 1, proc.stdout)
+        self.assertIn("spin.lua: did not return its spec within 2 s",
+                      proc.stdout + proc.stderr)
+        self.assertLess(time.time() - started, 8)
+
+    def test_load_errors_name_the_file(self):
+        with open(os.path.join(self.jobs, "bin.lua"), "wb") as f:
+            f.write(b"\x1bLua\x54\x00")
+        self.write_job("hog", "local t = {} for i = 1, 1e9 do t[i] = "
+                       "('x'):rep(64) .. i end\nreturn {}\n")
+        for name in ("bin", "hog"):
+            with self.subTest(job=name):
+                proc = self.jobhost("check", name)
+                self.assertEqual(proc.returncode, 1, proc.stdout)
+                self.assertIn(name + ".lua: ", proc.stdout + proc.stderr)
+
+    def test_a_listed_file_that_cannot_be_read_is_not_not_found(self):
+        os.symlink(os.path.join(self.tmp, "gone.lua"),
+                   os.path.join(self.jobs, "dangling.lua"))
+        os.mkdir(os.path.join(self.jobs, "folder.lua"))
+        proc = self.jobhost("check")
+        self.assertEqual(proc.returncode, 1, proc.stdout)
+        self.assertIn("dangling.lua is a symbolic link to nothing",
+                      proc.stdout)
+        self.assertIn("folder.lua is a folder, not a job's file",
+                      proc.stdout)
+        self.assertNotIn("not found", proc.stdout)
+
+    def test_check_of_an_empty_folder_fails_as_lambda_init_does(self):
+        proc = self.jobhost("check")
+        self.assertEqual(proc.returncode, 1, proc.stdout)
+        self.assertIn("no jobs in " + self.jobs, proc.stderr)
+
 class StandardStreamsTest(jhtest.Case):
     def test_a_closed_stdout_is_never_a_database_socket(self):
         """The first descriptor a process opens takes a closed stdout's
@@ -537,6 +586,17 @@ class DashNameTest(jhtest.Case):
         proc = self.jobhost("run", "-x")
         self.assertEqual(proc.returncode, 2)
         self.assertIn("unknown option -x", proc.stderr)
+
+    def test_an_option_missing_its_value_says_so(self):
+        self.write_job("one", "return { run = function() return 1 end }")
+        for option, wants in (("--param", "KEY=VALUE"),
+                              ("--event", "JSON or @FILE"),
+                              ("--jobs", "a folder")):
+            with self.subTest(option=option):
+                proc = self.jobhost("run", "one", option)
+                self.assertEqual(proc.returncode, 2)
+                self.assertIn("%s needs a value (%s)" % (option, wants),
+                              proc.stderr)
 
 
 class SignalTest(jhtest.Case):

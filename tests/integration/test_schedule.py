@@ -347,7 +347,8 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--case":
         if not os.path.exists(CASES) and not os.environ.get("CI"):
             print("SKIP: no schedule cases at", CASES,
-                  "(set JOBHOST_SHARED)")
+                  "(set JOBHOST_SHARED, the folder holding testdata/, when "
+                  "configuring with cmake)")
             sys.exit(77)
         found = check_case(int(sys.argv[2]))
         for problem in found:

@@ -683,6 +683,13 @@ return { run = function(ctx) return ctx.secret("a") end }""",
         self.assertIn("line 3, column 12 (the text ends too soon)",
                       error_of('{\n  "a": "' + hidden + '",\n  "b": "cut',
                                "filebad2"))
+        # A folder named as the file: said so, not "File too large".
+        _, body, _ = self.run_secret_job("filedir", """
+return { run = function(ctx) return ctx.secret("a") end }""",
+                                         env=self.sm_env(
+                                             JOBHOST_SECRETS_FILE=self.tmp),
+                                         expect_ok=False)
+        self.assertIn("Is a directory", body["errorMessage"])
 
     def test_credential_members_and_secret_keys_stay_hidden(self):
         values = {"password": "pw-" + pysecrets.token_hex(6),

@@ -130,7 +130,8 @@ int main(int argc, char **argv)
     return 1;
   }
   if (access(path, R_OK) != 0 && !getenv("CI")) {
-    printf("SKIP: no schedule cases at %s (set JOBHOST_SHARED)\n", path);
+    printf("SKIP: no schedule cases at %s (set JOBHOST_SHARED, the folder "
+           "holding testdata/, when configuring with cmake)\n", path);
     return 77;
   }
 

@@ -308,8 +308,8 @@ int main(void)
   }
   snprintf(dir, sizeof dir, "%s/testdata/sigv4", shared);
   if (access(dir, R_OK) != 0 && !getenv("CI")) {
-    printf("SKIP: no AWS SigV4 test suite at %s (set JOBHOST_SHARED)\n",
-           dir);
+    printf("SKIP: no AWS SigV4 test suite at %s (set JOBHOST_SHARED, the "
+           "folder holding testdata/, when configuring with cmake)\n", dir);
     return 77;
   }
   walk(dir);
