@@ -510,55 +510,173 @@ static int build(const cron_line *line, int32_t offset, char *expr,
   return write_rule(line, &r, expr, exprlen, err, errlen);
 }
 
-/* The zone's offsets from ref through the following year, as segments:
- * starts[i] is the first instant of offsets[i]. Hourly samples find each
- * change; a bisection then finds its second. Returns the count. */
-static size_t offset_segments(const char *zone, int64_t ref, int64_t *starts,
-                              int32_t *offsets, size_t max, char *err,
-                              size_t errlen)
+/* The offsets are read an hour apart: the year after ref, whose changes
+ * are all reported, then up to HORIZON_YEARS in all for a rule that meets
+ * no other offset in that year (a date near the change, which moves with
+ * the weekdays from year to year; 29 February). */
+#define YEAR_HOURS (366 * 24)
+#define HORIZON_YEARS 8
+#define SEGMENTS_MAX 32
+
+/* The zone's offsets over the `hours` hours after ref, as segments:
+ * starts[i] is the first instant of offsets[i], starts[0] is ref. Hourly
+ * samples find each change; a bisection then finds its second. Returns
+ * the count (at most max), or 0 with a message in err. */
+static size_t offset_segments(const char *zone, int64_t ref, int64_t hours,
+                              int64_t *starts, int32_t *offsets, size_t max,
+                              char *err, size_t errlen)
 {
-  enum { SAMPLES = 366 * 24 + 1 };
-  static int64_t when[SAMPLES];
-  static int32_t off[SAMPLES];
-  size_t i, count = 0;
+  enum { CHUNK = 31 * 24 };
+  int64_t when[CHUNK], before = ref, done = 0;
+  int32_t off[CHUNK], before_off;
+  size_t count = 0, n, i;
 
-  for (i = 0; i < SAMPLES; i++)
-    when[i] = ref + (int64_t)i * 3600;
-  if (schedule_zone_offsets(zone, when, off, SAMPLES, err, errlen) < 0)
+  if (schedule_zone_offsets(zone, &ref, &before_off, 1, err, errlen) < 0)
     return 0;
-
   starts[count] = ref;
-  offsets[count++] = off[0];
-  for (i = 1; i < SAMPLES && count < max; i++) {
-    int64_t lo = when[i - 1], hi = when[i];
-    int32_t o;
+  offsets[count++] = before_off;
 
-    if (off[i] == off[i - 1])
-      continue;
-    while (hi - lo > 1) {
-      int64_t mid = lo + (hi - lo) / 2;
+  /* A month of samples a call: one TZ switch each, little stack. */
+  for (; done < hours && count < max; done += (int64_t)n) {
+    n = hours - done < CHUNK ? (size_t)(hours - done) : CHUNK;
+    for (i = 0; i < n; i++)
+      when[i] = ref + (done + (int64_t)i + 1) * 3600;
+    if (schedule_zone_offsets(zone, when, off, n, err, errlen) < 0)
+      return 0;
 
-      if (schedule_zone_offsets(zone, &mid, &o, 1, err, errlen) < 0)
-        return 0;
-      if (o == off[i - 1])
-        lo = mid;
-      else
-        hi = mid;
+    for (i = 0; i < n && count < max; i++) {
+      int64_t lo = before, hi = when[i];
+      int32_t o;
+
+      if (off[i] != before_off) {
+        while (hi - lo > 1) {
+          int64_t mid = lo + (hi - lo) / 2;
+
+          if (schedule_zone_offsets(zone, &mid, &o, 1, err, errlen) < 0)
+            return 0;
+          if (o == before_off)
+            lo = mid;
+          else
+            hi = mid;
+        }
+        starts[count] = hi;
+        offsets[count++] = off[i];
+      }
+      before = when[i];
+      before_off = off[i];
     }
-    starts[count] = hi;
-    offsets[count++] = off[i];
   }
   return count;
+}
+
+/* Whether s fires at least once at or after `from` and before `until`. */
+static int fires_between(const schedule *s, int64_t from, int64_t until)
+{
+  int64_t fire;
+
+  return schedule_next(s, from, &fire) && fire < until;
+}
+
+/* Appends to out->warning that out->expr, kept for offset `base`, fires
+ * at other local times from `from` to `until` (-1: past what was read,
+ * told by `beyond`) while the zone is at `offset`. Nothing when the rule
+ * reads the same at that offset (every hour, every five minutes). */
+static void warn_drift(const cron_line *line, const char *zone,
+                       int32_t base, int32_t offset, int64_t from,
+                       int64_t until, const char *beyond, crontab_rule *out)
+{
+  char alt[CRONTAB_EXPR_MAX], why[SCHEDULE_ERR_MAX];
+  char start[SCHEDULE_TIME_MAX], end[32];
+  char base_text[16], now[16], drift_text[48];
+  int32_t drift = offset - base;
+  int32_t size = drift < 0 ? -drift : drift;
+  int alt_ok = build(line, offset, alt, sizeof alt, why, sizeof why) == 0;
+
+  if (alt_ok && strcmp(alt, out->expr) == 0)
+    return;
+  schedule_offset_format(base, base_text, sizeof base_text);
+  schedule_offset_format(offset, now, sizeof now);
+  schedule_time_format(from, start, sizeof start);
+  if (until >= 0)
+    schedule_time_format(until, end, sizeof end);
+  else
+    snprintf(end, sizeof end, "%s", beyond);
+  if (size % 3600 == 0)
+    snprintf(drift_text, sizeof drift_text, "%d hour%s", (int)(size / 3600),
+             size == 3600 ? "" : "s");
+  else
+    snprintf(drift_text, sizeof drift_text, "%d minutes", (int)(size / 60));
+
+  append(out->warning, sizeof out->warning,
+         "%s observes daylight saving: the rule keeps the local times at "
+         "offset %s; from %s to %s (offset %s) it fires %s %s in local "
+         "time",
+         zone, base_text, start, end, now, drift_text,
+         drift > 0 ? "later" : "earlier");
+  if (alt_ok)
+    append(out->warning, sizeof out->warning, "; %s keeps them then\n", alt);
+  else
+    append(out->warning, sizeof out->warning, "; at that offset: %s\n", why);
+}
+
+/* Warns of each period of another offset in the year after ref in which
+ * the rule fires: only its fires then come at other local times. When it
+ * fires in none, the years after are searched for the first such period,
+ * so a date the change reaches only in some years is still told. */
+static int warn_drifts(const cron_line *line, const schedule *rule,
+                       const char *zone, int64_t ref, const int64_t *starts,
+                       const int32_t *offsets, size_t segments,
+                       crontab_rule *out, char *err, size_t errlen)
+{
+  int64_t year_end = ref + (int64_t)YEAR_HOURS * 3600;
+  int64_t horizon_end = ref + (int64_t)HORIZON_YEARS * YEAR_HOURS * 3600;
+  int64_t later_starts[SEGMENTS_MAX];
+  int32_t later_offsets[SEGMENTS_MAX];
+  size_t i, later;
+  int met = 0;
+
+  for (i = 1; i < segments; i++) {
+    int64_t until = i + 1 < segments ? starts[i + 1] : year_end;
+
+    if (offsets[i] == offsets[0] || !fires_between(rule, starts[i], until))
+      continue;
+    met = 1;
+    warn_drift(line, zone, offsets[0], offsets[i], starts[i],
+               i + 1 < segments ? starts[i + 1] : -1, "beyond a year", out);
+  }
+  if (met || segments == 1)
+    return 0;
+
+  later = offset_segments(zone, year_end, (horizon_end - year_end) / 3600,
+                          later_starts, later_offsets, SEGMENTS_MAX, err,
+                          errlen);
+  if (later == 0)
+    return -1;
+  for (i = 0; i < later; i++) {
+    int64_t until = i + 1 < later ? later_starts[i + 1] : horizon_end;
+
+    if (later_offsets[i] == offsets[0] ||
+        !fires_between(rule, later_starts[i], until))
+      continue;
+    /* The first segment goes on from the year's last one. */
+    warn_drift(line, zone, offsets[0], later_offsets[i],
+               i == 0 ? starts[segments - 1] : later_starts[i],
+               i + 1 < later ? later_starts[i + 1] : -1,
+               "beyond the years read", out);
+    break;
+  }
+  return 0;
 }
 
 int crontab_convert(const char *line, const char *zone, int64_t ref,
                     crontab_rule *out, char *err, size_t errlen)
 {
   cron_line parsed;
-  int64_t starts[16];
-  int32_t offsets[16];
-  size_t segments = 1, i;
-  char alt[CRONTAB_EXPR_MAX], why[SCHEDULE_ERR_MAX];
+  schedule rule;
+  int64_t starts[SEGMENTS_MAX];
+  int32_t offsets[SEGMENTS_MAX];
+  size_t segments = 1;
+  char why[SCHEDULE_ERR_MAX];
 
   out->expr[0] = '\0';
   out->warning[0] = '\0';
@@ -567,51 +685,21 @@ int crontab_convert(const char *line, const char *zone, int64_t ref,
 
   offsets[0] = 0;
   if (zone != NULL && strcmp(zone, "UTC") != 0) {
-    segments = offset_segments(zone, ref, starts, offsets, 16, err, errlen);
+    segments = offset_segments(zone, ref, YEAR_HOURS, starts, offsets,
+                               SEGMENTS_MAX, err, errlen);
     if (segments == 0)
       return -1;
   }
   if (build(&parsed, offsets[0], out->expr, sizeof out->expr, err, errlen) < 0)
     return -1;
+  /* The fire times decide the warnings, so the rule is read as
+   * EventBridge would read it. */
+  if (schedule_parse(out->expr, &rule, why, sizeof why) < 0)
+    return schedule_fail(err, errlen,
+                         "crontab: the conversion gave %s, which is "
+                         "invalid: %s",
+                         out->expr, why);
 
-  /* Each other offset of the coming year makes the UTC rule drift. */
-  for (i = 1; i < segments; i++) {
-    char from[SCHEDULE_TIME_MAX], until[SCHEDULE_TIME_MAX];
-    char base[16], now[16], drift_text[48];
-    int32_t drift = offsets[i] - offsets[0];
-    int32_t size = drift < 0 ? -drift : drift;
-    int alt_ok;
-
-    if (drift == 0)
-      continue;
-    /* A rule whose UTC times are the same at the other offset (every
-     * hour, every five minutes) does not drift at all. */
-    alt_ok = build(&parsed, offsets[i], alt, sizeof alt, why, sizeof why) == 0;
-    if (alt_ok && strcmp(alt, out->expr) == 0)
-      continue;
-    schedule_offset_format(offsets[0], base, sizeof base);
-    schedule_offset_format(offsets[i], now, sizeof now);
-    schedule_time_format(starts[i], from, sizeof from);
-    if (i + 1 < segments)
-      schedule_time_format(starts[i + 1], until, sizeof until);
-    else
-      snprintf(until, sizeof until, "beyond a year");
-    if (size % 3600 == 0)
-      snprintf(drift_text, sizeof drift_text, "%d hour%s", (int)(size / 3600),
-               size == 3600 ? "" : "s");
-    else
-      snprintf(drift_text, sizeof drift_text, "%d minutes", (int)(size / 60));
-
-    append(out->warning, sizeof out->warning,
-           "%s observes daylight saving: the rule keeps the local times at "
-           "offset %s; from %s to %s (offset %s) it fires %s %s in local "
-           "time",
-           zone, base, from, until, now, drift_text,
-           drift > 0 ? "later" : "earlier");
-    if (alt_ok)
-      append(out->warning, sizeof out->warning, "; %s keeps them then\n", alt);
-    else
-      append(out->warning, sizeof out->warning, "; at that offset: %s\n", why);
-  }
-  return 0;
+  return warn_drifts(&parsed, &rule, zone, ref, starts, offsets, segments,
+                     out, err, errlen);
 }

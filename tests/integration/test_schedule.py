@@ -212,6 +212,22 @@ class CrontabMigration(unittest.TestCase):
         self.assertIn("it fires 1 hour later in local time", proc.stderr)
         self.assertIn("cron(15 7 ? * 2-6 *) keeps them then", proc.stderr)
 
+    def test_no_drift_warning_for_a_rule_that_misses_summer_time(self):
+        # 1 January and 1 March (28 February in UTC) lie in winter time:
+        # the rule's local time never moves.
+        for line, rule in [("0 1 1 1 *", "cron(0 0 1 1 ? *)"),
+                           ("0 0 1 3 *", "cron(0 23 L 2 ? *)")]:
+            proc = schedule("--from-crontab", line, "--tz", "Europe/Paris",
+                            "--from", "2026-01-01T00:00:00Z")
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            self.assertEqual(proc.stdout, rule + "\n")
+            self.assertEqual(proc.stderr, "", line)
+        proc = schedule("--from-crontab", "0 1 * * *", "--tz", "Europe/Paris",
+                        "--from", "2026-01-01T00:00:00Z")
+        self.assertEqual(proc.stdout, "cron(0 0 * * ? *)\n")
+        self.assertIn("from 2026-03-29T01:00:00Z to 2026-10-25T01:00:00Z "
+                      "(offset +02:00) it fires 1 hour later", proc.stderr)
+
     def test_converted_rule_fires_at_the_local_time(self):
         rule = schedule("--from-crontab", "0 8 1 * *", "--tz", "Asia/Tokyo",
                         "--from", "2025-01-15T00:00:00Z").stdout.strip()

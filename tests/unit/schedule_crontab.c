@@ -110,6 +110,51 @@ static void test_utc(void)
   expect_rule("0 0 1-31 * 1", NULL, ref, "cron(0 0 * * ? *)", NULL);
 }
 
+/* The drift warning is for a rule that fires while the other offset
+ * holds: a line for a winter date never meets summer time. */
+static void test_drift_only_where_it_fires(void)
+{
+  const char *winter = "2026-01-01T00:00:00Z";
+  const char *summer = "2026-07-01T00:00:00Z";
+
+  expect_rule("0 1 1 1 *", "Europe/Paris", winter, "cron(0 0 1 1 ? *)",
+              NULL);
+  expect_rule("0 0 1 3 *", "Europe/Paris", winter, "cron(0 23 L 2 ? *)",
+              NULL);
+  expect_rule("0 12 * 11-12 1", "Europe/Paris", winter,
+              "cron(0 11 ? 11,12 2 *)", NULL);
+  /* Seen from summer, the same 1 January is in the other offset. */
+  expect_rule("0 1 1 1 *", "Europe/Paris", summer, "cron(0 23 L 12 ? *)",
+              "from 2026-10-25T01:00:00Z to 2027-03-28T01:00:00Z (offset "
+              "+01:00) it fires 1 hour earlier");
+  /* Real warnings stay: a daily rule, and one date of summer. */
+  expect_rule("0 1 * * *", "Europe/Paris", winter, "cron(0 0 * * ? *)",
+              "from 2026-03-29T01:00:00Z to 2026-10-25T01:00:00Z (offset "
+              "+02:00) it fires 1 hour later");
+  expect_rule("0 1 14 7 *", "Europe/Paris", winter, "cron(0 0 14 7 ? *)",
+              "cron(0 23 13 7 ? *) keeps them then");
+  /* Fires on the day of a change: the first hour of summer time and the
+   * last one count; the Sundays of March at 00:00 UTC, always before the
+   * change at 01:00, do not. */
+  expect_rule("0 3 29 3 *", "Europe/Paris", winter, "cron(0 2 29 3 ? *)",
+              "from 2026-03-29T01:00:00Z");
+  expect_rule("0 1 25 10 *", "Europe/Paris", winter, "cron(0 0 25 10 ? *)",
+              "to 2026-10-25T01:00:00Z");
+  expect_rule("0 1 * 3 0", "Europe/Paris", winter, "cron(0 0 ? 3 1 *)",
+              NULL);
+  /* 29 March falls before the change of 2026 but after that of 2027:
+   * the warning names the first period the rule fires in. */
+  expect_rule("0 1 29 3 *", "Europe/Paris", winter, "cron(0 0 29 3 ? *)",
+              "from 2027-03-28T01:00:00Z to 2027-10-31T01:00:00Z (offset "
+              "+02:00) it fires 1 hour later");
+  /* South of the equator summer holds 29 February: seen from July 2026,
+   * first that of 2028. */
+  expect_rule("0 12 29 2 *", "Australia/Sydney", summer,
+              "cron(0 2 29 2 ? *)",
+              "from 2027-10-02T16:00:00Z to 2028-04-01T16:00:00Z (offset "
+              "+11:00) it fires 1 hour later");
+}
+
 static void test_zones(void)
 {
   const char *winter = "2025-01-15T00:00:00Z";
@@ -152,6 +197,8 @@ static void test_zones(void)
               "cron(0 4 ? * 7 *)", "1 hour later");
   expect_rule("0 20 10 * *", "America/Los_Angeles", winter,
               "cron(0 4 11 * ? *)", "cron(0 3 11 * ? *)");
+
+  test_drift_only_where_it_fires();
 
   expect_local_fire("15 3 * * 1-5", "America/New_York", winter,
                     "2025-01-15 03:15 WED");
