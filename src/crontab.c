@@ -673,10 +673,10 @@ int crontab_convert(const char *line, const char *zone, int64_t ref,
 {
   cron_line parsed;
   schedule rule;
-  int64_t starts[SEGMENTS_MAX];
+  int64_t starts[SEGMENTS_MAX], fire;
   int32_t offsets[SEGMENTS_MAX];
   size_t segments = 1;
-  char why[SCHEDULE_ERR_MAX];
+  char why[SCHEDULE_ERR_MAX], when[SCHEDULE_TIME_MAX];
 
   out->expr[0] = '\0';
   out->warning[0] = '\0';
@@ -700,6 +700,16 @@ int crontab_convert(const char *line, const char *zone, int64_t ref,
                          "invalid: %s",
                          out->expr, why);
 
+  /* A line that names only days no month has (31 February) gives a rule
+   * EventBridge accepts and that never runs the job: jobhost check warns
+   * of such a schedule, and so does the conversion. It drifts nowhere. */
+  if (!schedule_next(&rule, ref, &fire)) {
+    schedule_time_format(ref, when, sizeof when);
+    append(out->warning, sizeof out->warning,
+           "schedule %s never fires at or after %s: %s\n", out->expr, when,
+           schedule_end_reason(&rule, ref));
+    return 0;
+  }
   return warn_drifts(&parsed, &rule, zone, ref, starts, offsets, segments,
                      out, err, errlen);
 }

@@ -27,9 +27,10 @@ typedef struct {
  * another offset in the year after `ref` in which the rule fires is
  * reported in out->warning with the local drift and the expression that
  * would hold then; when the rule fires in none, the first such period of
- * the following years (eight in all) is. Returns 0, or -1 with a message
- * in err naming the field and what cannot be expressed. Sets and restores
- * the process's TZ (see schedule_zone_offsets). */
+ * the following years (eight in all) is. A rule that never fires at or
+ * after `ref` (31 February) is warned of instead. Returns 0, or -1 with a
+ * message in err naming the field and what cannot be expressed. Sets and
+ * restores the process's TZ (see schedule_zone_offsets). */
 int crontab_convert(const char *line, const char *zone, int64_t ref,
                     crontab_rule *out, char *err, size_t errlen);
 

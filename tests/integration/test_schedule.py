@@ -252,6 +252,19 @@ class CrontabMigration(unittest.TestCase):
         self.assertIn("observes daylight saving", proc.stderr)
         self.assertIn("moves from 02:30 to 03:30", proc.stderr)
 
+    def test_line_that_never_fires_is_warned_of(self):
+        # As `jobhost check` warns of cron(0 0 31 2 ? *): the rule is
+        # valid, converted, and never runs the job.
+        proc = schedule("--from-crontab", "0 0 31 2 *", "--from",
+                        "2026-01-01T00:00:00Z")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout, "cron(0 0 31 2 ? *)\n")
+        self.assertIn("warning: schedule cron(0 0 31 2 ? *) never fires at "
+                      "or after 2026-01-01T00:00:00Z: ", proc.stderr)
+        self.assertIn("as with 31 February", proc.stderr)
+        self.assertEqual(
+            schedule("--from-crontab", "0 0 29 2 *").stderr, "")
+
     def test_what_eventbridge_cannot_express(self):
         for line, message in [
                 ("0 0 15 * 1", "cron runs on a day matching either"),

@@ -210,6 +210,37 @@ static void test_zones(void)
                     "2025-01-15 09:00 WED");
 }
 
+/* A line that names only days no month has converts to a rule
+ * EventBridge accepts, which never runs the job: warned of, as jobhost
+ * check warns of such a schedule. */
+static void test_never_fires(void)
+{
+  const char *ref = "2025-01-15T00:00:00Z";
+  char err[SCHEDULE_ERR_MAX];
+  crontab_rule rule;
+
+  expect_rule("0 0 31 2 *", NULL, ref, "cron(0 0 31 2 ? *)",
+              "schedule cron(0 0 31 2 ? *) never fires at or after "
+              "2025-01-15T00:00:00Z: no date left");
+  expect_rule("0 0 30 2 *", "UTC", ref, "cron(0 0 30 2 ? *)",
+              "as with 31 February");
+  expect_rule("15 4 31 4,6,9,11 *", NULL, ref,
+              "cron(15 4 31 4,6,9,11 ? *)", "never fires");
+  /* The rule that never fires drifts nowhere: that warning alone. */
+  if (crontab_convert("0 12 30 2 *", "Europe/Paris", at(ref), &rule, err,
+                      sizeof err) < 0)
+    CHECK(0, "'0 12 30 2 *' in Europe/Paris: %s", err);
+  else
+    CHECK(strcmp(rule.warning, "schedule cron(0 11 30 2 ? *) never fires "
+                               "at or after 2025-01-15T00:00:00Z: no date "
+                               "left in the years it names matches its "
+                               "day-of-month, month and day-of-week "
+                               "fields, as with 31 February\n") == 0,
+          "'0 12 30 2 *' in Europe/Paris: warning \"%s\"", rule.warning);
+  /* 29 February fires in leap years. */
+  expect_rule("0 0 29 2 *", NULL, ref, "cron(0 0 29 2 ? *)", NULL);
+}
+
 static void test_errors(void)
 {
   expect_error("@reboot", NULL, "@reboot runs at boot");
@@ -251,6 +282,7 @@ int main(void)
 {
   test_utc();
   test_zones();
+  test_never_fires();
   test_errors();
   return check_report();
 }
