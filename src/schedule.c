@@ -927,6 +927,11 @@ static int read_digits(const char **p, int digits, int *value)
   return 0;
 }
 
+/* The months as messages about a date name them. */
+static const char *const month_full_names[12] = {
+    "January", "February", "March",     "April",   "May",      "June",
+    "July",    "August",   "September", "October", "November", "December"};
+
 int schedule_time_parse(const char *text, int64_t *t, char *err, size_t errlen)
 {
   const char *p = text;
@@ -961,9 +966,33 @@ int schedule_time_parse(const char *text, int64_t *t, char *err, size_t errlen)
   if (*p != '\0')
     goto bad;
 
-  if (y < SCHEDULE_YEAR_MIN || mo < 1 || mo > 12 || d < 1 ||
-      d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59 || oh > 23 ||
-      om > 59)
+  /* Each field that is out of range is named: blaming the year for 30
+   * February sends the reader to the wrong field. */
+  if (mo < 1 || mo > 12)
+    return schedule_fail(err, errlen,
+                         "'%s' is not a valid date: there is no month %02d",
+                         text, mo);
+  if (d < 1)
+    return schedule_fail(err, errlen,
+                         "'%s' is not a valid date: there is no day 00",
+                         text);
+  if (d > days_in_month(y, mo))
+    return schedule_fail(err, errlen,
+                         "'%s' is not a valid date: %s %04d has no day %d "
+                         "(it has %d days)",
+                         text, month_full_names[mo - 1], y, d,
+                         days_in_month(y, mo));
+  if (h > 23 || mi > 59 || sec > 59)
+    return schedule_fail(err, errlen,
+                         "'%s' is not a valid time of day (00:00:00 to "
+                         "23:59:59)",
+                         text);
+  if (oh > 23 || om > 59)
+    return schedule_fail(err, errlen,
+                         "'%s' is not a valid offset from UTC (at most "
+                         "23:59 either way)",
+                         text);
+  if (y < SCHEDULE_YEAR_MIN)
     return schedule_fail(err, errlen,
                          "'%s' is not a valid instant (year 1970 or "
                          "later)",

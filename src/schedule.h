@@ -87,7 +87,9 @@ size_t schedule_fires(const schedule *s, int64_t from, int64_t *out, size_t n);
 
 /* Parses an ISO-8601 instant: "YYYY-MM-DDTHH:MM[:SS]" followed by "Z",
  * "+HH:MM", "-HH:MM" or nothing (taken as UTC); a space may stand for the
- * T. Returns 0 and sets *t, or -1 with a message in err. */
+ * T. Returns 0 and sets *t, or -1 with a message in err that says what
+ * is wrong: not that form, a date or time of day that does not exist
+ * (30 February, 24:00), an offset past 23:59, a year before 1970. */
 int schedule_time_parse(const char *text, int64_t *t, char *err, size_t errlen);
 
 /* Formats t as "YYYY-MM-DDTHH:MM:SSZ" into buf (SCHEDULE_TIME_MAX bytes

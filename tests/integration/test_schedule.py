@@ -177,6 +177,25 @@ class ScheduleCommand(unittest.TestCase):
             else:
                 self.assertIn("usage: jobhost schedule", proc.stderr)
 
+    def test_from_names_what_is_wrong_with_the_date(self):
+        proc = schedule("cron(0 10 * * ? *)", "--from",
+                        "2026-02-30T00:00:00Z")
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("--from: '2026-02-30T00:00:00Z' is not a valid date: "
+                      "February 2026 has no day 30", proc.stderr)
+        self.assertNotIn("1970", proc.stderr)
+        self.assertEqual(proc.stdout, "")
+        # The same through --from-crontab; a year before 1970 is still
+        # told so.
+        proc = schedule("--from-crontab", "0 1 1 1 *", "--from",
+                        "2026-02-30T00:00:00Z")
+        self.assertIn("February 2026 has no day 30", proc.stderr)
+        proc = schedule("cron(0 10 * * ? *)", "--from",
+                        "1969-07-20T20:17:00Z")
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("is not a valid instant (year 1970 or later)",
+                      proc.stderr)
+
     def test_help(self):
         proc = schedule("--help")
         self.assertEqual(proc.returncode, 0)
