@@ -662,12 +662,8 @@ static int escape(lua_State *L, int identifier)
     return luaL_argerror(L, 2, "string holds a NUL byte");
   out = identifier ? PQescapeIdentifier(c->pg, s, len)
                    : PQescapeLiteral(c->pg, s, len);
-  if (!out) {
-    const char *msg = PQerrorMessage(c->pg);
-
-    return luaL_error(L, "db: cannot escape: %.*s",
-                      (int)strcspn(msg, "\n"), msg);
-  }
+  if (!out)
+    return db_raise_libpq(L, c->pg, "cannot escape");
   lua_pushstring(L, out);
   PQfreemem(out);
   return 1;

@@ -446,12 +446,8 @@ static int setup_run(lua_State *L, db_conn *c, int retry)
   lua_pushfstring(L, "jobhost/%s", run->job ? run->job : "repl");
   name = PQescapeLiteral(c->pg, lua_tostring(L, -1), lua_rawlen(L, -1));
   lua_pop(L, 1);
-  if (!name) {
-    const char *msg = PQerrorMessage(c->pg);
-
-    luaL_error(L, "db: cannot quote the application name: %.*s",
-               (int)strcspn(msg, "\n"), msg);
-  }
+  if (!name)
+    db_raise_libpq(L, c->pg, "cannot quote the application name");
   if (PQserverVersion(c->pg) >= 140000)
     snprintf(check, sizeof check, "; SET client_connection_check_interval = %d",
              DB_CLIENT_CHECK_MS);

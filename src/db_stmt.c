@@ -115,6 +115,19 @@ int db_raise_status(lua_State *L, db_conn *c, db_status st)
   return luaL_error(L, "%s", host_stop_message(L, host_get(L)->stop));
 }
 
+int db_raise_libpq(lua_State *L, PGconn *pg, const char *what)
+{
+  const char *msg = pg ? PQerrorMessage(pg) : "";
+  size_t n = strcspn(msg, "\n");
+
+  /* lua_pushfstring has no precision ("%.*s"): the line is cut here. */
+  if (n == 0)
+    lua_pushliteral(L, "libpq gave no reason");
+  else
+    lua_pushlstring(L, msg, n);
+  return luaL_error(L, "db: %s: %s", what, lua_tostring(L, -1));
+}
+
 /* What jobhost adds to two server errors that a job's own call causes and
  * the server's words do not explain, or NULL. */
 static const char *binding_hint(const char *state, const char *primary)

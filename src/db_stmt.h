@@ -56,6 +56,12 @@ db_result *db_push_result(lua_State *L);
  * not return. */
 int db_raise_status(lua_State *L, db_conn *c, db_status st);
 
+/* Raises "db: " what ": " and the first line of libpq's last message on
+ * pg (may be NULL), for a libpq call that failed on the binding's side
+ * (an escape, a quote): a plain message, not an error object. Does not
+ * return. */
+int db_raise_libpq(lua_State *L, PGconn *pg, const char *what);
+
 /* Raises the error of res (may be NULL: the connection's message) as an
  * error object: type Database.Error, or Database.ConnectionError when the
  * connection is gone; fields sqlstate, severity, message, detail, hint,

@@ -66,6 +66,25 @@ end }""")
         self.assertIn("statement timeout", body["errorMessage"])
 
 
+class EscapeTest(jhtest.Case):
+    def test_an_escape_libpq_refuses_says_why(self):
+        self.write_job("esc", """
+return { run = function(ctx)
+  local out = {}
+  for _, f in ipairs({ "escape_literal", "escape_identifier" }) do
+    local ok, err = pcall(ctx.db[f], ctx.db, "\\255")
+    out[f] = ok and "escaped" or tostring(err)
+  end
+  return out
+end }""")
+        _, body, _ = self.run_job("esc")
+        for f in ("escape_literal", "escape_identifier"):
+            self.assertIn("db: cannot escape: ", body[f])
+            self.assertIn("multibyte", body[f])
+            self.assertNotIn("pushfstring", body[f])
+            self.assertNotIn("\n", body[f])
+
+
 class StreamTest(jhtest.Case):
     def test_rows_and_copy_stream_without_holding_the_result(self):
         self.write_job("stream", """
