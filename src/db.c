@@ -9,7 +9,7 @@
  * Query results are arrays of rows keyed by column name; one metatable
  * per result, shared by its rows, lists the columns in __columns so that
  * json writes them in order. A column name that repeats an earlier one
- * gets "_2", "_3", ... appended (the first free name).
+ * gets "_2", "_3", ... appended (the first name no column has or took).
  *
  * Resource rule: whatever C memory a function holds across a call that
  * can raise lives in a userdata box whose __gc frees it (PGresult boxes,

@@ -224,39 +224,54 @@ const char *db_push_param(lua_State *L, int idx, int number)
 /* ---- rows ---------------------------------------------------------------- */
 
 /* Pushes the column names of res as an array. A name that repeats an
- * earlier one ("SELECT a.id, b.id") gets "_2", "_3", ... (the first free
- * one) appended, so that no column is lost from a row; the array shows
- * the keys as they are. */
+ * earlier one ("SELECT a.id, b.id") gets "_2", "_3", ... appended, the
+ * first that no column of res has and no earlier repeat took, so that no
+ * column is lost from a row and no column loses its own name to another's
+ * suffix ("a, a, a_2" gives "a, a_3, a_2"); the array shows the keys as
+ * they are. */
 void db_push_columns(lua_State *L, const PGresult *res)
 {
   int n = PQnfields(res);
   int i;
 
   lua_createtable(L, n, 0);
-  lua_createtable(L, 0, n); /* names taken */
+  lua_createtable(L, 0, n); /* name -> the column owning it, or 0 */
+
+  /* Every name a column has is its first holder's. */
+  for (i = 0; i < n; i++) {
+    lua_pushstring(L, PQfname(res, i));
+    if (lua_rawget(L, -2) == LUA_TNIL) {
+      lua_pushstring(L, PQfname(res, i));
+      lua_pushinteger(L, i + 1);
+      lua_rawset(L, -4);
+    }
+    lua_pop(L, 1);
+  }
+
   for (i = 0; i < n; i++) {
     const char *name = PQfname(res, i);
+    int k;
 
     lua_pushstring(L, name);
-    if (lua_rawget(L, -2) != LUA_TNIL) {
-      int k;
-
-      lua_pop(L, 1);
-      for (k = 2;; k++) {
-        lua_pushfstring(L, "%s_%d", name, k);
-        lua_pushvalue(L, -1);
-        if (lua_rawget(L, -3) == LUA_TNIL) {
-          lua_pop(L, 1);
-          break;
-        }
-        lua_pop(L, 2);
-      }
-    } else {
+    lua_rawget(L, -2);
+    if (lua_tointeger(L, -1) == i + 1) {
       lua_pop(L, 1);
       lua_pushstring(L, name);
+      lua_rawseti(L, -3, i + 1);
+      continue;
+    }
+    lua_pop(L, 1);
+    for (k = 2;; k++) {
+      lua_pushfstring(L, "%s_%d", name, k);
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, -3) == LUA_TNIL) {
+        lua_pop(L, 1);
+        break;
+      }
+      lua_pop(L, 2);
     }
     lua_pushvalue(L, -1);
-    lua_pushboolean(L, 1);
+    lua_pushinteger(L, 0);
     lua_rawset(L, -4);
     lua_rawseti(L, -3, i + 1);
   }

@@ -28,8 +28,10 @@ void db_push_value(lua_State *L, const PGresult *res, int row, int col,
 const char *db_push_param(lua_State *L, int idx, int number);
 
 /* Pushes the column names of res as an array. A name that repeats an
- * earlier one gets "_2", "_3", ... appended (the first free one), so no
- * column is lost from a row. Raises only on memory errors. */
+ * earlier one gets "_2", "_3", ... appended (the first that no column of
+ * res has and no earlier repeat took), so no column is lost from a row
+ * and each column whose name is unique keeps it. Raises only on memory
+ * errors. */
 void db_push_columns(lua_State *L, const PGresult *res);
 
 /* Pushes the metatable shared by the rows of one result: its __columns

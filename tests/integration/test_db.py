@@ -85,6 +85,20 @@ end }""")
             self.assertNotIn("\n", body[f])
 
 
+class ColumnNamesTest(jhtest.Case):
+    def test_a_columns_own_name_is_never_anothers_suffix(self):
+        self.write_job("cols", """
+return { run = function(ctx)
+  local r = ctx.db:query("SELECT 1 AS a, 2 AS a, 3 AS a_2, 4 AS a")
+  local s = ctx.db:query("SELECT 1 AS id, 2 AS id")
+  return { columns = r.columns, row = r[1], plain = s.columns }
+end }""")
+        _, body, _ = self.run_job("cols")
+        self.assertEqual(body["columns"], ["a", "a_3", "a_2", "a_4"])
+        self.assertEqual(body["row"], {"a": 1, "a_3": 2, "a_2": 3, "a_4": 4})
+        self.assertEqual(body["plain"], ["id", "id_2"])
+
+
 class StreamTest(jhtest.Case):
     def test_rows_and_copy_stream_without_holding_the_result(self):
         self.write_job("stream", """

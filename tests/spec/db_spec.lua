@@ -105,8 +105,8 @@ describe("results", function()
   it("suffix repeated column names instead of losing one", function()
     local r = db.connect(""):query(
       "SELECT 1 AS id, 2 AS id, 3 AS id_2, 4 AS id")
-    check.eq(r.columns, {"id", "id_2", "id_2_2", "id_3"})
-    check.eq(r[1], {id = 1, id_2 = 2, id_2_2 = 3, id_3 = 4})
+    check.eq(r.columns, {"id", "id_3", "id_2", "id_4"})
+    check.eq(r[1], {id = 1, id_3 = 2, id_2 = 3, id_4 = 4})
   end)
 
   it("give arrays, json, uuid and dates as the server's text", function()
