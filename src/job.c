@@ -673,6 +673,11 @@ check:
       luaL_error(L, "param \"%s\": \"%s\" is not %s, as its default is",
                  key, lua_tostring(L, -1), what);
     }
+    /* The event's null (only an integer param refuses it) is named as
+     * the JSON it came as, not as the userdata that stands for it. */
+    if (json_is_null(L, -1))
+      luaL_error(L, "param \"%s\" must be an integer like its default, not "
+                    "null", key);
     /* A table from the event reads as the JSON it came as. */
     if (lua_istable(L, -1)) {
       text = job_error_text(L, -1);

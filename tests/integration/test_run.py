@@ -889,6 +889,18 @@ return { params = { since = json.null },
             "opt", "--event", '{"params": {"since": [1, 2]}}')
         self.assertEqual(body, {"since": [1, 2], "is_null": False})
 
+    def test_a_null_for_an_integer_param_is_named_null(self):
+        """The event's null stands in Lua as a userdata; the error names
+        it as the JSON it came as."""
+        self.write_job("top", """
+return { params = { top = 10 }, run = function(ctx, p) return p.top end }""")
+        _, body, _ = self.run_job(
+            "top", "--event", '{"params": {"top": null}}', expect_ok=False)
+        self.assertEqual(body["errorType"], "Job.Error", body)
+        self.assertIn('param "top" must be an integer like its default, '
+                      'not null', body["errorMessage"])
+        self.assertNotIn("userdata", body["errorMessage"])
+
 
 if __name__ == "__main__":
     jhtest.main()
