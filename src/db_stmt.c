@@ -172,15 +172,19 @@ int db_raise_result_error(lua_State *L, db_conn *c, const PGresult *res)
   const char *pos =
       res ? PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION) : NULL;
   int lost = !c->pg || PQstatus(c->pg) == CONNECTION_BAD;
+  int64_t left;
   int i;
 
   if (lost)
     c->broken = 1;
-  /* The cap striking just before the deadline is the run's timeout; a
-   * smaller timeout of the role or database is the database's error. */
+  /* The cap striking just before the deadline is the run's timeout,
+   * told as what it is: the deadline is still ahead by about the margin.
+   * A smaller timeout of the role or database is the database's error. */
   if (state && strcmp(state, "57014") == 0 && c->cap_in_force &&
-      host_remaining_ms(L) <= DB_DEADLINE_MARGIN_MS + 200)
+      (left = host_remaining_ms(L)) <= DB_DEADLINE_MARGIN_MS + 200) {
+    host_stop_early(L, left);
     return db_raise_status(L, c, DB_TIMEOUT);
+  }
 
   if (primary && binding_hint(state, primary))
     lua_pushfstring(L, "%s (%s)", primary, binding_hint(state, primary));

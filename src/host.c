@@ -319,9 +319,11 @@ static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 const char *host_stop_message(lua_State *L, host_stop why)
 {
-  (void)L;
   switch (why) {
   case HOST_TIMEOUT:
+    if (run_of(L)->stop == HOST_TIMEOUT && run_of(L)->stop_early_ms > 0)
+      return "statement stopped before the run's deadline, to leave time "
+             "to roll back";
     return "run deadline exceeded";
   case HOST_OOM:
     return "memory limit exceeded";
@@ -353,11 +355,21 @@ void host_stop_run(lua_State *L, host_stop why)
   lua_sethook(L, hook, LUA_MASKCOUNT, 1);
 }
 
+void host_stop_early(lua_State *L, int64_t left_ms)
+{
+  host_run *run = run_of(L);
+
+  if (run->stop == HOST_RUNNING && left_ms > 0)
+    run->stop_early_ms = left_ms;
+  host_stop_run(L, HOST_TIMEOUT);
+}
+
 void host_resume(lua_State *L)
 {
   host_run *run = run_of(L);
 
   run->stop = HOST_RUNNING;
+  run->stop_early_ms = 0;
   run->nthreads = 1;
   lua_sethook(L, NULL, 0, 0);
   if (current == run)

@@ -37,6 +37,8 @@ typedef struct host_run {
                           0 when it is the invocation's (job.c) */
   int timeout_default; /* timeout_s is the default: the spec sets none */
   host_stop stop;      /* set once; the hook then raises on every count */
+  int64_t stop_early_ms; /* a HOST_TIMEOUT that came this long before the
+                            deadline (host_stop_early); 0 otherwise */
   const char *job;     /* the job's name, or NULL (not owned) */
   int dry_run;         /* every change is rolled back at the end */
   int read_only;       /* connections are default_transaction_read_only */
@@ -107,6 +109,13 @@ void host_set_deadline(lua_State *L, int64_t deadline_ms);
  * instruction, so no pcall in the job can keep it running. The first
  * reason given sticks. */
 void host_stop_run(lua_State *L, host_stop why);
+
+/* Stops the run as timed out, left_ms (> 0) before its deadline: the
+ * server ended a statement at the run's statement_timeout cap, which
+ * leaves that margin to roll back and report. The stop is HOST_TIMEOUT
+ * (Job.Timeout), but its message says the deadline was still ahead. As
+ * host_stop_run, the first reason given sticks. */
+void host_stop_early(lua_State *L, int64_t left_ms);
 
 /* Lets a stopped state run again: clears the stop reason and puts back
  * the normal hook. For the REPL, whose state outlives one input: after

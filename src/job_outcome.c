@@ -155,7 +155,7 @@ void job_outcome_stopped(lua_State *L, job_outcome *out)
 
   /* A stop outranks whatever error the unwinding produced. */
   if (run->stop != HOST_RUNNING) {
-    char msg[160];
+    char msg[256];
 
     out->ok = 0;
     free(out->error_type);
@@ -171,8 +171,14 @@ void job_outcome_stopped(lua_State *L, job_outcome *out)
                  run->timeout_s);
       else
         snprintf(which, sizeof which, "the invocation's deadline");
-      snprintf(msg, sizeof msg, "run deadline exceeded (%s); the run was "
-               "stopped and its open transaction rolled back", which);
+      if (run->stop_early_ms > 0)
+        snprintf(msg, sizeof msg, "statement stopped %.1f s before the "
+                 "run's deadline (%s), to leave time to roll back and "
+                 "report; the run was stopped and its open transaction "
+                 "rolled back", (double)run->stop_early_ms / 1000, which);
+      else
+        snprintf(msg, sizeof msg, "run deadline exceeded (%s); the run was "
+                 "stopped and its open transaction rolled back", which);
     } else if (run->stop == HOST_OOM) {
       out->error_type = strdup("Runtime.OutOfMemory");
       snprintf(msg, sizeof msg, "memory limit of %zu MiB exceeded",

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import jhtest
 
@@ -64,6 +65,29 @@ end }""")
         self.assertEqual(body["errorType"], "Database.Error")
         self.assertIn("57014", body["errorMessage"])
         self.assertIn("statement timeout", body["errorMessage"])
+
+
+    def test_the_runs_cap_striking_says_the_deadline_was_ahead(self):
+        """The cap is the time left less a margin, so a statement that
+        outlasts it ends the run as Job.Timeout before the deadline; the
+        message says so instead of claiming the deadline passed."""
+        self.write_job("capped", """
+return { timeout = 3, run = function(ctx)
+  ctx.db:exec("SELECT pg_sleep(2)")
+  return { slept = true }
+end }""")
+        started = time.monotonic()
+        code, body, stderr = self.run_job("capped", expect_ok=False)
+        took = time.monotonic() - started
+        self.assertEqual(code, 1, stderr)
+        self.assertEqual(body["errorType"], "Job.Timeout", body)
+        self.assertLess(took, 3.0, "the run should end before its deadline")
+        message = body["errorMessage"]
+        self.assertNotIn("deadline exceeded", message)
+        self.assertIn("before the run's deadline (the job's timeout of 3 s)",
+                      message)
+        self.assertIn("to leave time to roll back", message)
+        self.assertNotIn("deadline exceeded", stderr)
 
 
 class EscapeTest(jhtest.Case):
