@@ -134,23 +134,55 @@ static int is_auth_failure(const attempt *a)
          strcmp(a->sqlstate, "28000") == 0;
 }
 
-/* Raises the error of a failed attempt. */
-static int raise_attempt(lua_State *L, const attempt *a, const char *secret)
+/* Whether nothing says where the database is: the target is libpq's
+ * environment and none of libpq's variables (PGHOST, PGDATABASE,
+ * PGSERVICE, ...) is set, so libpq tried its compiled-in default. */
+static int no_database_configured(const char *target)
 {
+  PQconninfoOption *defaults, *o;
+  int none = 1;
+
+  if (*target)
+    return 0;
+  defaults = PQconndefaults();
+  if (!defaults)
+    return 0;
+  for (o = defaults; o->keyword; o++)
+    if (o->envvar && getenv(o->envvar))
+      none = 0;
+  PQconninfoFree(defaults);
+  return none;
+}
+
+/* Raises the error of a failed attempt: libpq's message, with what
+ * jobhost knows of the cause added on a line of its own (no database
+ * configured when the target is libpq's environment and nothing set it). */
+static int raise_attempt(lua_State *L, const attempt *a, const char *secret,
+                         const char *target)
+{
+  int auth = is_auth_failure(a);
+  luaL_Buffer b;
+
   if (a->status == DB_TIMEOUT && host_remaining_ms(L) <= 0)
     return db_raise_status(L, NULL, DB_TIMEOUT);
   if (a->status == DB_INTERRUPTED)
     return db_raise_status(L, NULL, DB_INTERRUPTED);
-  if (is_auth_failure(a)) {
-    if (secret)
-      lua_pushfstring(L, "authentication failed with secret %s (also after "
-                         "fetching it again): %s", secret, a->err);
-    else
-      lua_pushstring(L, a->err);
-    host_push_error(L, "Database.AuthFailed", lua_tostring(L, -1));
-  } else {
-    host_push_error(L, "Database.ConnectionError", a->err);
+
+  luaL_buffinit(L, &b);
+  if (auth && secret) {
+    lua_pushfstring(L, "authentication failed with secret %s (also after "
+                       "fetching it again): ", secret);
+    luaL_addvalue(&b);
   }
+  luaL_addstring(&b, a->err);
+  if (target && no_database_configured(target))
+    luaL_addstring(&b, "\n(no database is configured, so libpq tried its "
+                       "default: give the job a database in its spec, pass "
+                       "--db, or set JOBHOST_DATABASE or libpq's PG* "
+                       "variables)");
+  luaL_pushresult(&b);
+  host_push_error(L, auth ? "Database.AuthFailed" : "Database.ConnectionError",
+                  lua_tostring(L, -1));
   if (a->sqlstate[0]) {
     lua_pushstring(L, a->sqlstate);
     lua_setfield(L, -2, "sqlstate");
@@ -277,7 +309,7 @@ static db_conn *connect_plain(lua_State *L, const char *target,
   c = try_connect(L, kw, vals, kind == TARGET_CONNINFO, &a);
   lua_pop(L, 2);
   if (!c)
-    raise_attempt(L, &a, NULL);
+    raise_attempt(L, &a, NULL, target);
   return c;
 }
 
@@ -361,7 +393,7 @@ static db_conn *connect_secret(lua_State *L, const char *id)
                2);
   }
   lua_pop(L, 1);
-  raise_attempt(L, &a, id);
+  raise_attempt(L, &a, id, NULL);
   return NULL;
 }
 

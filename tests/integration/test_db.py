@@ -123,6 +123,38 @@ end }""")
         self.assertEqual(body["plain"], ["id", "id_2"])
 
 
+class ConnectionErrorTest(jhtest.Case):
+    LOCKED = "return { lock = true, run = function() return 1 end }"
+
+    def bare_env(self, **extra):
+        """The test's environment without any database setting: no PG*
+        variable, no JOBHOST_DATABASE."""
+        env = {k: v for k, v in self.env().items()
+               if not k.startswith("PG") and k != "JOBHOST_DATABASE"}
+        env.update(extra)
+        return env
+
+    def test_no_database_configured_is_said_with_libpqs_error(self):
+        self.write_job("locked", self.LOCKED)
+        _, body, _ = self.run_job("locked", env=self.bare_env(),
+                                  expect_ok=False)
+        self.assertEqual(body["errorType"], "Database.ConnectionError", body)
+        message = body["errorMessage"]
+        self.assertIn("connection to server", message)
+        self.assertIn("no database is configured", message)
+        for way in ("database", "--db", "JOBHOST_DATABASE"):
+            self.assertIn(way, message)
+
+    def test_a_configured_database_that_fails_gets_no_such_hint(self):
+        self.write_job("locked", self.LOCKED)
+        env = self.bare_env(
+            JOBHOST_DATABASE="host=127.0.0.1 port=1 connect_timeout=5")
+        _, body, _ = self.run_job("locked", env=env, expect_ok=False)
+        self.assertEqual(body["errorType"], "Database.ConnectionError", body)
+        self.assertIn("connection to server", body["errorMessage"])
+        self.assertNotIn("no database is configured", body["errorMessage"])
+
+
 class StreamTest(jhtest.Case):
     def test_rows_and_copy_stream_without_holding_the_result(self):
         self.write_job("stream", """
