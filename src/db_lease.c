@@ -134,6 +134,22 @@ static int is_auth_failure(const attempt *a)
          strcmp(a->sqlstate, "28000") == 0;
 }
 
+/* Whether the server refused the TimeZone that push_options set from
+ * JOBHOST_TIMEZONE (rather than one in the target's own options). */
+static int refused_timezone(lua_State *L, const attempt *a)
+{
+  const char *tz = getenv("JOBHOST_TIMEZONE");
+  int refused;
+
+  if (!tz || !*tz || strcmp(a->sqlstate, "22023") != 0 ||
+      !strstr(a->err, "\"TimeZone\""))
+    return 0;
+  lua_pushfstring(L, "\"%s\"", tz);
+  refused = strstr(a->err, lua_tostring(L, -1)) != NULL;
+  lua_pop(L, 1);
+  return refused;
+}
+
 /* Whether nothing says where the database is: the target is libpq's
  * environment and none of libpq's variables (PGHOST, PGDATABASE,
  * PGSERVICE, ...) is set, so libpq tried its compiled-in default. */
@@ -155,12 +171,13 @@ static int no_database_configured(const char *target)
 }
 
 /* Raises the error of a failed attempt: libpq's message, with what
- * jobhost knows of the cause added on a line of its own (no database
- * configured when the target is libpq's environment and nothing set it). */
+ * jobhost knows of the cause added on lines of their own (JOBHOST_TIMEZONE
+ * as the time zone the server refused; no database configured when the
+ * target is libpq's environment and nothing set it). */
 static int raise_attempt(lua_State *L, const attempt *a, const char *secret,
                          const char *target)
 {
-  int auth = is_auth_failure(a);
+  int auth = is_auth_failure(a), tz;
   luaL_Buffer b;
 
   if (a->status == DB_TIMEOUT && host_remaining_ms(L) <= 0)
@@ -168,6 +185,7 @@ static int raise_attempt(lua_State *L, const attempt *a, const char *secret,
   if (a->status == DB_INTERRUPTED)
     return db_raise_status(L, NULL, DB_INTERRUPTED);
 
+  tz = refused_timezone(L, a);
   luaL_buffinit(L, &b);
   if (auth && secret) {
     lua_pushfstring(L, "authentication failed with secret %s (also after "
@@ -175,6 +193,10 @@ static int raise_attempt(lua_State *L, const attempt *a, const char *secret,
     luaL_addvalue(&b);
   }
   luaL_addstring(&b, a->err);
+  if (tz)
+    luaL_addstring(&b, "\n(the session's TimeZone comes from "
+                       "JOBHOST_TIMEZONE: set it to a zone the server knows, "
+                       "as in pg_timezone_names, or unset it for UTC)");
   if (target && no_database_configured(target))
     luaL_addstring(&b, "\n(no database is configured, so libpq tried its "
                        "default: give the job a database in its spec, pass "

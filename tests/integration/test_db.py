@@ -154,6 +154,23 @@ class ConnectionErrorTest(jhtest.Case):
         self.assertIn("connection to server", body["errorMessage"])
         self.assertNotIn("no database is configured", body["errorMessage"])
 
+    def test_a_time_zone_the_server_refuses_names_jobhost_timezone(self):
+        self.write_job("locked", self.LOCKED)
+        _, body, _ = self.run_job(
+            "locked", env=self.env(JOBHOST_TIMEZONE="Nope/Zone"),
+            expect_ok=False)
+        message = body["errorMessage"]
+        self.assertIn('invalid value for parameter "TimeZone": "Nope/Zone"',
+                      message)
+        self.assertIn("JOBHOST_TIMEZONE", message)
+        self.assertNotIn("no database is configured", message)
+        # The target's own bad TimeZone is not blamed on the variable.
+        _, body, _ = self.run_job(
+            "locked", env=self.env(PGOPTIONS="-c TimeZone=Nope/Zone"),
+            expect_ok=False)
+        self.assertIn('"TimeZone": "Nope/Zone"', body["errorMessage"])
+        self.assertNotIn("JOBHOST_TIMEZONE", body["errorMessage"])
+
 
 class StreamTest(jhtest.Case):
     def test_rows_and_copy_stream_without_holding_the_result(self):
