@@ -15,7 +15,11 @@
  * the stop has unwound here, host_resume lets the same state run again,
  * so the session's globals survive. At the prompt Ctrl-C drops the line
  * being typed. An input stuck in a call into C that Ctrl-C cannot reach
- * ends the session at a second Ctrl-C (on_interrupt). */
+ * ends the session at a second Ctrl-C (on_signal).
+ *
+ * SIGTERM, and SIGINT in a script, stop what runs the same way (a
+ * statement is cancelled on the server) and then end the session, with
+ * the status a shell gives a process a signal ended: 128 + the signal. */
 #include "repl.h"
 
 #include <errno.h>
@@ -58,6 +62,14 @@
 /* SQLSTATE read_only_sql_transaction: a write on a read-only connection. */
 #define READ_ONLY_SQLSTATE "25006"
 
+/* The signal that ends the session once what runs has stopped (SIGTERM,
+ * or SIGINT in a script), or 0. Set by on_signal. */
+static volatile sig_atomic_t leave_signal;
+
+/* Set while a script waits for its next line: nothing runs then, so a
+ * signal that ends the session may end the process at once. */
+static volatile sig_atomic_t script_waiting;
+
 typedef struct {
   lua_State *L;
   const char *target;   /* --db or --secret; NULL: the default target */
@@ -95,7 +107,8 @@ static void usage(FILE *out)
         " ./jobs)\n"
         "\n"
         "Without a terminal, reads a script from standard input and\n"
-        "exits 1 when any input failed. History: ~/.jobhost_history\n"
+        "exits 1 when any input failed; SIGINT or SIGTERM stops it where\n"
+        "it is (exit status 130 or 143). History: ~/.jobhost_history\n"
         "($JOBHOST_HISTORY names another file; empty for none).\n",
         out);
 }
@@ -377,7 +390,9 @@ static void report_error(repl *r)
     lua_pop(L, 1);
     host_resume(L);
     host_interrupt_requested = 0;
-    if (stop == HOST_INTERRUPTED) {
+    if (stop == HOST_INTERRUPTED && leave_signal) {
+      fputs("\ninterrupted: the input was stopped\n", stderr);
+    } else if (stop == HOST_INTERRUPTED) {
       fputs("\ninterrupted: the input was stopped; globals are kept\n",
             stderr);
     } else if (stop == HOST_OOM) {
@@ -425,6 +440,16 @@ static void report_error(repl *r)
 }
 
 /* ---- running an input ---------------------------------------------------- */
+
+/* Forgets an interrupt that came before the input (its Ctrl-C was
+ * answered at the prompt). Returns 0, or -1 when a signal has ended the
+ * session and the input must not run. The flag is cleared before
+ * leave_signal is read, so a signal between the two stops the input. */
+static int start_input(void)
+{
+  host_interrupt_requested = 0;
+  return leave_signal ? -1 : 0;
+}
 
 /* Compiles an input with lua/repl.lua's compile(): first as `return
  * INPUT`, so an expression's value comes back, then as it is (a leading
@@ -493,7 +518,10 @@ static eval_status evaluate(repl *r, const char *code, int at_end)
     return EVAL_FAILED;
   }
 
-  host_interrupt_requested = 0;
+  if (start_input() != 0) {
+    lua_settop(L, 0);
+    return EVAL_FAILED;
+  }
   status = host_pcall(L, 0, LUA_MULTRET);
   if (status != LUA_OK) {
     report_error(r);
@@ -571,7 +599,8 @@ static void cmd_run(repl *r, int argc, char **argv)
   req.param_kv = kv;
   req.db_target = r->target;
   req.dry_run = 1;
-  host_interrupt_requested = 0;
+  if (start_input() != 0)
+    return;
   fflush(stdout);
   if (job_run(&req, &out) == 0) {
     lua_State *L = r->L;
@@ -715,27 +744,52 @@ static char *next_candidate(const char *text, int state)
  * Lua (a pathological pattern match), where no stop can reach it. */
 #define REPL_STUCK_MS 1000
 
-/* Ctrl-C stops the input. Pressed again while an earlier one has gone
- * unanswered for REPL_STUCK_MS, it ends the session, as nothing else
- * would short of a kill; the server rolls back an open transaction when
- * the connection drops. Only async-signal-safe calls here. */
-static void on_interrupt(int sig)
+/* Whether SIGINT ends the session (a script) rather than stopping the
+ * input (a terminal). Set before the handlers are. */
+static int sigint_leaves;
+
+/* What is written when a signal ends the session; the handler may have
+ * to write it itself, with write(2). */
+static const char *leave_message(int sig)
 {
-  static const char msg[] =
+  if (!sigint_leaves)
+    return "jobhost repl: SIGTERM: leaving the session\n";
+  return sig == SIGINT
+             ? "jobhost repl: SIGINT: the script stops here\n"
+             : "jobhost repl: SIGTERM: the script stops here\n";
+}
+
+/* SIGINT and SIGTERM stop the input. SIGTERM, and SIGINT in a script,
+ * then end the session (leave_signal); a script waiting for its next
+ * line, where nothing runs, ends at once. A signal while an earlier one
+ * has gone unanswered for REPL_STUCK_MS ends the session, as nothing
+ * else would short of a kill; the server rolls back an open transaction
+ * when the connection drops. Only async-signal-safe calls here. */
+static void on_signal(int sig)
+{
+  static const char stuck[] =
       "\njobhost repl: interrupted again while a call into C does not "
       "return; leaving the session\n";
   static struct timespec first;
   struct timespec now;
+  ssize_t told;
 
-  (void)sig;
+  if (!leave_signal && (sig == SIGTERM || sigint_leaves))
+    leave_signal = sig;
+  if (leave_signal && script_waiting) {
+    const char *msg = leave_message(leave_signal);
+
+    told = write(STDERR_FILENO, msg, strlen(msg));
+    (void)told;
+    _exit(128 + leave_signal);
+  }
   clock_gettime(CLOCK_MONOTONIC, &now);
   if (host_interrupt_requested) {
     if ((now.tv_sec - first.tv_sec) * 1000 +
             (now.tv_nsec - first.tv_nsec) / 1000000 >= REPL_STUCK_MS) {
-      ssize_t told = write(STDERR_FILENO, msg, sizeof msg - 1);
-
+      told = write(STDERR_FILENO, stuck, sizeof stuck - 1);
       (void)told;
-      _exit(130);
+      _exit(128 + (leave_signal ? leave_signal : sig));
     }
     return;
   }
@@ -743,11 +797,13 @@ static void on_interrupt(int sig)
   host_interrupt();
 }
 
-/* Catches SIGINT without SA_RESTART, so a blocking read or poll returns
- * and the flag is seen at once. */
-static void catch_interrupts(void)
+/* Catches SIGINT and SIGTERM without SA_RESTART, so a blocking read or
+ * poll returns and the flag is seen at once. */
+static void catch_signals(int interactive)
 {
-  host_catch_signal(SIGINT, on_interrupt);
+  sigint_leaves = !interactive;
+  host_catch_signal(SIGINT, on_signal);
+  host_catch_signal(SIGTERM, on_signal);
 }
 
 /* The history file: $JOBHOST_HISTORY (empty: none), else
@@ -838,18 +894,27 @@ static void remember(repl *r, const char *input)
 }
 
 /* Reads one line without its newline: from libedit in a terminal, else
- * from stdin. malloc'd; NULL at the end of input. *interrupted is set
- * when Ctrl-C dropped the line being typed. */
+ * from stdin. malloc'd; NULL at the end of input or once a signal has
+ * ended the session. *interrupted is set when Ctrl-C dropped the line
+ * being typed. */
 static char *read_line(repl *r, const char *prompt, int *interrupted)
 {
   char *line;
 
   *interrupted = 0;
-  if (!r->interactive)
-    return repl_edit_plain_line();
   fflush(stdout);
+  if (!r->interactive) {
+    /* Set before leave_signal is read: a signal after the test finds
+     * script_waiting and ends the process, one before it is seen here. */
+    script_waiting = 1;
+    line = leave_signal ? NULL : repl_edit_plain_line();
+    script_waiting = 0;
+    return line;
+  }
+  if (leave_signal)
+    return NULL;
   line = repl_edit_readline(prompt);
-  if (!line && host_interrupt_requested) {
+  if (!line && host_interrupt_requested && !leave_signal) {
     host_interrupt_requested = 0;
     *interrupted = 1;
     fputc('\n', stdout);
@@ -905,7 +970,8 @@ static void loop(repl *r)
         quit = command(r, strchr(line, '.'));
         free(line);
         fflush(stdout);
-        if (quit || (r->restart && restart_state(r) != 0))
+        if (quit || leave_signal ||
+            (r->restart && restart_state(r) != 0))
           goto out;
         continue;
       }
@@ -921,19 +987,20 @@ static void loop(repl *r)
         continue;
       }
     }
-    if (evaluate(r, buf, 0) == EVAL_MORE)
+    if (evaluate(r, buf, 0) == EVAL_MORE && !leave_signal)
       continue;
     remember(r, buf);
     free(buf);
     buf = NULL;
     fflush(stdout);
-    if (r->restart && restart_state(r) != 0)
+    if (leave_signal || (r->restart && restart_state(r) != 0))
       goto out;
   }
 
   /* The input ended in the middle of a chunk: in a script that is an
-   * error worth its message; in a terminal Ctrl-D just leaves. */
-  if (buf && !r->interactive)
+   * error worth its message; in a terminal Ctrl-D just leaves. A signal
+   * that ended the session leaves it unfinished. */
+  if (buf && !r->interactive && !leave_signal)
     evaluate(r, buf, 1);
   if (r->interactive)
     fputc('\n', stdout);
@@ -1023,14 +1090,18 @@ int repl_main(int argc, char **argv)
     if (repl_edit_open(REPL_HISTORY_MAX, r.history, next_candidate) != 0)
       fputs("jobhost repl: libedit not found; lines are read without "
             "editing or history\n", stderr);
-    catch_interrupts();
     banner(&r, secret);
   }
+  catch_signals(r.interactive);
 
   loop(&r);
 
+  if (leave_signal)
+    fputs(leave_message(leave_signal), stderr);
   close_state(&r);
   db_pool_close_all();
   free(r.history);
+  if (leave_signal)
+    return 128 + leave_signal;
   return r.failures && !r.interactive ? 1 : 0;
 }

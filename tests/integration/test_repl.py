@@ -3,7 +3,8 @@ PostgreSQL. Scripts piped to standard input cover what the REPL prints
 (values, query tables, errors, commands); a pseudo-terminal covers the
 interactive path: line editing, continuation prompts, history, and
 Ctrl-C stopping a running statement or loop with the prompt working
-again afterwards."""
+again afterwards. SIGINT and SIGTERM sent to a script, and SIGTERM to a
+terminal session, stop what runs and end it."""
 import fcntl
 import json
 import os
@@ -12,6 +13,7 @@ import re
 import select
 import signal
 import struct
+import subprocess
 import termios
 import time
 
@@ -332,6 +334,79 @@ end }""")
         self.assertTrue(proc.stdout.endswith("\n1.5\n"), proc.stdout)
 
 
+class ScriptSignalTest(ReplCase):
+    """SIGINT and SIGTERM to a script: what runs is stopped (a statement
+    cancelled on the server), the rest of the script is not run, and the
+    exit status tells which signal it was."""
+
+    def start_script(self, script):
+        """Starts `jobhost repl` reading script; returns the process."""
+        proc = subprocess.Popen([jhtest.BIN, "repl"], env=self.repl_env(),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        self.addCleanup(jhtest.stop_process, proc)
+        proc.stdin.write(script)
+        proc.stdin.flush()
+        return proc
+
+    def sleeping_backend(self):
+        """The pid of the REPL's backend once it runs pg_sleep."""
+        until = time.monotonic() + 10
+        while time.monotonic() < until:
+            pid = jhtest.superuser_sql(
+                "SELECT pid FROM pg_stat_activity WHERE state = 'active'"
+                " AND application_name = 'jobhost/repl'"
+                " AND query LIKE 'SELECT pg_sleep%'", db=DB).strip()
+            if pid:
+                return pid
+            time.sleep(0.05)
+        self.fail("the statement never started")
+
+    def finished(self, proc):
+        """Waits for the end of proc; returns its stdout and stderr."""
+        proc.wait(timeout=10)
+        out, err = proc.stdout.read(), proc.stderr.read()
+        self.record(out, err)
+        return out, err
+
+    def test_a_signal_cancels_the_statement_and_stops_the_script(self):
+        for sig, status in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+            with self.subTest(signal=sig.name):
+                proc = self.start_script("sql 'SELECT pg_sleep(20)'\n"
+                                         "print('after')\n")
+                proc.stdin.close()
+                pid = self.sleeping_backend()
+                started = time.monotonic()
+                proc.send_signal(sig)
+                out, err = self.finished(proc)
+                self.assertLess(time.monotonic() - started, 3)
+                self.assertEqual(proc.returncode, status, err)
+                self.assertEqual(jhtest.superuser_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
+                    " AND state = 'active'" % pid, db=DB).strip(), "0")
+                self.assertNotIn("after", out)
+                self.assertIn("interrupted: the input was stopped", err)
+                self.assertIn(sig.name + ": the script stops here", err)
+
+    def test_a_signal_stops_a_lua_loop_in_a_script(self):
+        proc = self.start_script("while true do end\nprint('after')\n")
+        proc.stdin.close()
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        out, err = self.finished(proc)
+        self.assertEqual(proc.returncode, 143, err)
+        self.assertNotIn("after", out)
+
+    def test_a_signal_while_the_script_waits_for_input_ends_it(self):
+        proc = self.start_script("print('ready')\n")
+        self.assertEqual(proc.stdout.readline(), "ready\n")
+        proc.send_signal(signal.SIGINT)
+        proc.stdin.close()
+        _, err = self.finished(proc)
+        self.assertEqual(proc.returncode, 130, err)
+        self.assertIn("SIGINT: the script stops here", err)
+
+
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|\r")
 
 
@@ -440,6 +515,20 @@ class TerminalTest(ReplCase):
             " '%pg_sleep(30)%' AND state = 'active'"
             " AND pid <> pg_backend_pid()", db=DB).strip()
 
+    def wait_sleeping(self, what):
+        """Waits until the session's pg_sleep(30) runs on the server."""
+        deadline = time.monotonic() + 10
+        while self.backends_sleeping() != "1":
+            self.assertLess(time.monotonic(), deadline, what + " never ran")
+            time.sleep(0.1)
+
+    def exit_status(self, t):
+        """Waits up to 5 s for the session to end; returns its status."""
+        end = time.monotonic() + 5
+        while t.alive() and time.monotonic() < end:
+            t.read_some(0.05)
+        return t.status
+
     def test_banner_values_and_continuation(self):
         t = self.start()
         t.expect(r"read-only \(start with --write to allow changes\)")
@@ -462,10 +551,7 @@ class TerminalTest(ReplCase):
         t.send("x = 41\r")
         self.prompt(t)
         t.send("sql 'SELECT pg_sleep(30)'\r")
-        deadline = time.monotonic() + 10
-        while self.backends_sleeping() != "1":
-            self.assertLess(time.monotonic(), deadline, "the query never ran")
-            time.sleep(0.1)
+        self.wait_sleeping("the query")
         started = time.monotonic()
         t.send("\x03")
         self.prompt(t, r"interrupted: the input was stopped; globals are"
@@ -498,10 +584,7 @@ class TerminalTest(ReplCase):
         t = self.start()
         self.prompt(t)
         t.send(".run sleeper\r")
-        deadline = time.monotonic() + 10
-        while self.backends_sleeping() != "1":
-            self.assertLess(time.monotonic(), deadline, "the job never ran")
-            time.sleep(0.1)
+        self.wait_sleeping("the job")
         started = time.monotonic()
         t.send("\x03")
         self.prompt(t, r"dry run of sleeper failed: Job.Interrupted: "
@@ -528,9 +611,7 @@ class TerminalTest(ReplCase):
         t.send("\x03")
         t.expect(r"interrupted again while a call into C does not return;"
                  r" leaving the session")
-        while t.alive() and time.monotonic() - started < 5:
-            time.sleep(0.05)
-        self.assertEqual(t.status, 130)
+        self.assertEqual(self.exit_status(t), 130)
 
     def test_two_quick_ctrl_c_stop_a_loop_and_keep_the_session(self):
         t = self.start()
@@ -543,6 +624,29 @@ class TerminalTest(ReplCase):
         t.send("6 * 7\r")
         self.prompt(t, r"\n42\n")
         self.assertEqual(t.finish(), 0)
+
+    def assert_sigterm_leaves(self, t):
+        """Sends SIGTERM; the session must leave within 3 s, status 143."""
+        started = time.monotonic()
+        os.kill(t.pid, signal.SIGTERM)
+        t.expect(r"SIGTERM: leaving the session")
+        self.assertEqual(self.exit_status(t), 143, t.seen)
+        self.assertLess(time.monotonic() - started, 3)
+
+    def test_sigterm_cancels_a_statement_and_leaves(self):
+        t = self.start()
+        self.prompt(t)
+        t.send("sql 'SELECT pg_sleep(30)'\r")
+        self.wait_sleeping("the query")
+        self.assert_sigterm_leaves(t)
+        self.assertEqual(self.backends_sleeping(), "0")
+
+    def test_sigterm_at_the_prompt_leaves(self):
+        t = self.start()
+        self.prompt(t)
+        t.send("x = 1")
+        t.expect("x = 1")
+        self.assert_sigterm_leaves(t)
 
     def test_ctrl_c_at_the_prompt_drops_the_line(self):
         t = self.start()
