@@ -9,8 +9,10 @@
 --   repl.rows(result)        a query result as an aligned table, as psql
 --                            prints one
 --   repl.compile(code)       an input as a function, or why it is not one
---   repl.promote_local(code) `local x = ...` at the start of an input
---                            becomes `x = ...`, so the value lives on
+--   repl.promote_locals(code)
+--                            an input's `local x = ...` outside any
+--                            block becomes `x = ...`, so the value lives
+--                            on
 --   repl.error_text(err)     an error and its traceback, for the terminal
 --   repl.complete(word)      what Tab offers for the word before the cursor
 --   repl.show_result(json)   a dry run's result, shown and kept in _
@@ -38,15 +40,6 @@ local MAX_DEPTH <const> = 8
 local MAX_ITEMS <const> = 100
 -- A table whose one-line form is longer than this is split over lines.
 local LINE_WIDTH <const> = 76
-
-local KEYWORDS <const> = {
-  ["and"] = true, ["break"] = true, ["do"] = true, ["else"] = true,
-  ["elseif"] = true, ["end"] = true, ["false"] = true, ["for"] = true,
-  ["function"] = true, ["goto"] = true, ["if"] = true, ["in"] = true,
-  ["local"] = true, ["nil"] = true, ["not"] = true, ["or"] = true,
-  ["repeat"] = true, ["return"] = true, ["then"] = true, ["true"] = true,
-  ["until"] = true, ["while"] = true,
-}
 
 -- ---- scalars -------------------------------------------------------------
 
@@ -399,40 +392,144 @@ end
 
 -- ---- input -----------------------------------------------------------------
 
--- Turns a leading `local a, b = ...` (or `local function f`) into the
--- same assignment to globals, so that what was typed at the prompt stays
--- for the next input. A declaration with an attribute (<const>, <close>)
--- is left as it is: its meaning is tied to the one input.
-function M.promote_local(code)
-  local lead, rest = code:match("^(%s*)local%s+(.*)$")
-  if not lead then
-    return code
-  end
-  if rest:match("^function%s+[%a_]") then
-    return lead .. rest
-  end
-  local names, pos = {}, 1
-  while true do
-    local name, after = rest:match("^%s*([%a_][%w_]*)%s*()", pos)
-    if not name or KEYWORDS[name] then
-      return code
+-- The operators of more than one character, longest first.
+local OPERATORS <const> = {
+  "...", "..", "==", "~=", "<=", ">=", "<<", ">>", "//", "::",
+}
+
+-- The tokens of Lua code that the local rewrite reads, in order, each
+-- { text, from, to }: names, keywords and operators. Strings, numbers
+-- and comments are passed over, long brackets to their own level.
+local function tokens(code)
+  local out, pos, n = {}, 1, #code
+  local function past_long_bracket(at)
+    local level = code:match("^%[(=*)%[", at)
+    if not level then
+      return nil
     end
-    names[#names + 1] = name
-    pos = after
-    local c = rest:sub(pos, pos)
-    if c == "<" then
-      return code
-    elseif c ~= "," then
-      break
+    local _, close = code:find("]" .. level .. "]", at, true)
+    return (close or n) + 1
+  end
+  while pos <= n do
+    local c = code:sub(pos, pos)
+    local from = pos
+    if c:match("%s") then
+      pos = code:find("%S", pos) or n + 1
+    elseif code:sub(pos, pos + 1) == "--" then
+      pos = past_long_bracket(pos + 2)
+        or (code:find("\n", pos, true) or n) + 1
+    elseif c == '"' or c == "'" then
+      pos = pos + 1
+      while pos <= n and code:sub(pos, pos) ~= c do
+        pos = pos + (code:sub(pos, pos) == "\\" and 2 or 1)
+      end
+      pos = pos + 1
+    elseif c == "[" and past_long_bracket(pos) then
+      pos = past_long_bracket(pos)
+    elseif code:match("^%.?%d", pos) then
+      -- A number, its exponent's sign included.
+      repeat
+        pos = code:match("^[%w_.]*()", pos)
+        local sign = code:match("^[pPeE][+-]()", pos - 1)
+        if sign then
+          pos = sign
+        end
+      until not sign
+    else
+      local to = code:match("^[%a_][%w_]*()", pos)
+      if not to then
+        for _, op in ipairs(OPERATORS) do
+          if code:sub(pos, pos + #op - 1) == op then
+            to = pos + #op
+            break
+          end
+        end
+      end
+      pos = to or pos + 1
+      out[#out + 1] = { text = code:sub(from, pos - 1), from = from,
+                        to = pos - 1 }
     end
-    pos = pos + 1
   end
-  local tail = rest:sub(pos)
-  local list = table.concat(names, ", ")
-  if tail:match("^=") and not tail:match("^==") then
-    return lead .. list .. " " .. tail
+  return out
+end
+
+-- The keywords that open a block, closed by `end` (or `until`).
+local OPENS <const> = {
+  ["do"] = true, ["function"] = true, ["if"] = true, ["repeat"] = true,
+}
+local CLOSES <const> = { ["end"] = true, ["until"] = true }
+
+-- The names declared by the local statement whose `local` is toks[i]:
+-- returns them, the index of the token after the last one (and its
+-- attribute), and the first name marked <close>, if any.
+local function local_names(toks, i)
+  local names, closed = {}, nil
+  repeat
+    i = i + 1
+    names[#names + 1] = toks[i].text
+    if toks[i + 1] and toks[i + 1].text == "<" then
+      if toks[i + 2].text == "close" then
+        closed = closed or toks[i].text
+      end
+      i = i + 3
+    end
+    i = i + 1
+  until not toks[i] or toks[i].text ~= ","
+  return names, i, closed
+end
+
+-- Why a <close> local at pos cannot stay for the session.
+local function close_refused(code, pos, name)
+  local line = select(2, code:sub(1, pos):gsub("\n", "")) + 1
+  return string.format("input:%d: '%s' is <close>, so it would be closed"
+    .. " as soon as this input ends and could not stay for the session:"
+    .. " drop <close> (and close it yourself), or put the code that uses"
+    .. " it in the same input, inside do ... end", line, name)
+end
+
+-- Makes the locals of an input that lie outside any block globals, so
+-- that what was typed at the prompt stays for the next input:
+-- `local a, b <const> = 1, 2` becomes `a, b = 1, 2`, `local x` becomes
+-- `x = nil;`, `local function f` becomes `function f`; the line breaks
+-- of what is replaced are kept, so lines keep their numbers. A local
+-- inside a block (a function body, do ... end) is left as it is. code
+-- must compile: compile() loads the input as typed first, which also
+-- keeps a <const> local's check. Returns the new code, or nil and why
+-- not: a <close> local would be closed as the input ends.
+function M.promote_locals(code)
+  local toks = tokens(code)
+  local out, copied, depth, i = {}, 1, 0, 1
+  while i <= #toks do
+    local t = toks[i].text
+    if OPENS[t] then
+      depth = depth + 1
+    elseif CLOSES[t] then
+      depth = depth - 1
+    elseif t == "local" and depth == 0 then
+      local first, with, last = toks[i], ""
+      if toks[i + 1].text == "function" then
+        last = toks[i + 1].from - 1
+      else
+        local names, after, closed = local_names(toks, i)
+        if closed then
+          return nil, close_refused(code, first.from, closed)
+        end
+        with = table.concat(names, ", ")
+        if toks[after] and toks[after].text == "=" then
+          with, last = with .. " ", toks[after].from - 1
+        else
+          with, last = with .. " = nil;", toks[after - 1].to
+        end
+        i = after - 1
+      end
+      out[#out + 1] = code:sub(copied, first.from - 1)
+      out[#out + 1] = with .. code:sub(first.from, last):gsub("[^\n]+", "")
+      copied = last + 1
+    end
+    i = i + 1
   end
-  return lead .. list .. " = nil; " .. tail
+  out[#out + 1] = code:sub(copied)
+  return table.concat(out)
 end
 
 -- A field of t as completion sees it: raw, then from the metatable's
@@ -517,9 +614,10 @@ local function ends_too_soon(err)
 end
 
 -- Compiles an input: as `return INPUT` first, so that an expression's
--- value comes back, then as it is, a leading `local` made global.
--- Returns the function, or nil, the syntax error of the input as it is,
--- and whether either form ended too soon ("1 +" is no unfinished
+-- value comes back, then as it is, its locals outside any block made
+-- globals (promote_locals). Returns the function, or nil, the syntax
+-- error of the input as it is (or why its locals cannot stay), and
+-- whether either form ended too soon ("1 +" is no unfinished
 -- statement, but it is an unfinished expression).
 function M.compile(code)
   local fn, err = load("return " .. code, "=input", "t")
@@ -527,11 +625,18 @@ function M.compile(code)
     return fn
   end
   local incomplete = ends_too_soon(err)
-  fn, err = load(M.promote_local(code), "=input", "t")
-  if fn then
-    return fn
+  -- As typed first: its errors are the ones a job would meet (a
+  -- <const> assigned to), and promote_locals reads only valid code.
+  fn, err = load(code, "=input", "t")
+  if not fn then
+    return nil, err, incomplete or ends_too_soon(err)
   end
-  return nil, err, incomplete or ends_too_soon(err)
+  local promoted, why = M.promote_locals(code)
+  if not promoted then
+    return nil, why, false
+  end
+  fn, err = load(promoted, "=input", "t")
+  return fn, err, false
 end
 
 -- The message and traceback of an error as caught by host_pcall (a

@@ -127,11 +127,11 @@ static const char help_text[] =
     "                      jobs.NAME.run(ctx, jobs.NAME.params)\n"
     "\n"
     "Connections are read-only unless the REPL was started with --write.\n"
-    "A `local` at the start of an input stays for the session (as a\n"
-    "global), so job code can be pasted line by line. Query results\n"
-    "print as tables: NULL shows as \xe2\x88\x85, an empty string as"
-    " nothing,\n"
-    "the first 100 rows; other values as JSON-like text.\n"
+    "A `local` outside any block of an input stays for the session (as\n"
+    "a global; <close> is refused), so job code can be pasted line by\n"
+    "line. Query results print as tables: NULL shows as \xe2\x88\x85, an\n"
+    "empty string as nothing, the first 100 rows; other values as\n"
+    "JSON-like text.\n"
     "\n"
     "  .run JOB [k=v ...]  run jobs/JOB.lua dry: every change is rolled\n"
     "                      back; shows its log and its result\n"
@@ -452,11 +452,12 @@ static int start_input(void)
 }
 
 /* Compiles an input with lua/repl.lua's compile(): first as `return
- * INPUT`, so an expression's value comes back, then as it is (a leading
- * `local` made global). Pushes the function and returns LUA_OK; or
- * pushes the syntax error and returns LUA_ERRSYNTAX, *incomplete telling
- * whether the input ended too soon (more lines may finish it); or
- * pushes the error of the helper itself and returns its status. */
+ * INPUT`, so an expression's value comes back, then as it is (its
+ * locals outside any block made globals). Pushes the function and
+ * returns LUA_OK; or pushes the syntax error (or why a local cannot
+ * stay) and returns LUA_ERRSYNTAX, *incomplete telling whether the
+ * input ended too soon (more lines may finish it); or pushes the error
+ * of the helper itself and returns its status. */
 static int compile(repl *r, const char *code, int *incomplete)
 {
   lua_State *L = r->L;

@@ -55,6 +55,37 @@ class ValuesTest(ReplCase):
         self.assertEqual(proc.returncode, 0, proc.stderr)
         self.assertEqual(proc.stdout, "42\n")
 
+    def test_locals_with_attributes_and_several_in_an_input_live_on(self):
+        proc = self.repl('local y <const> = 5\ny\n'
+                         'local s = "a" local t = 2\ns, t\n'
+                         'local a, b <const> = 1; local u\na, b, u\n'
+                         'local function f() return y end local g = f\n'
+                         'g()\n'
+                         'local p = 1\n  local q = p + 1\n'
+                         'do local inner = 1 end\n'
+                         'function h()\n  local deep = 1\n  return deep\nend\n'
+                         'q, inner, h(), deep\n')
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout, '5\n"a"\n2\n1\nnil\nnil\n5\n'
+                         '2\nnil\n1\nnil\n')
+
+    def test_a_const_local_is_still_const_in_its_input(self):
+        proc = self.repl("local k <const> = 1 k = 2\nk\n")
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("attempt to assign to const variable 'k'", proc.stderr)
+        self.assertEqual(proc.stdout, "nil\n")
+
+    def test_a_close_local_is_refused_saying_why(self):
+        proc = self.repl("local c <close> = nil\n'after'\n"
+                         "do local d <close> = nil end\n")
+        self.assertEqual(proc.returncode, 1)
+        self.assertEqual(proc.stdout, '"after"\n')
+        self.assertEqual(proc.stderr.splitlines(), [
+            "error: input:1: 'c' is <close>, so it would be closed as soon"
+            " as this input ends and could not stay for the session: drop"
+            " <close> (and close it yourself), or put the code that uses"
+            " it in the same input, inside do ... end"])
+
     def test_tables_print_as_json_like_text_with_secrets_hidden(self):
         proc = self.repl('{b = {1, 2, "x"}, a = true, password = "hunter2",'
                          ' n = json.null}\n')

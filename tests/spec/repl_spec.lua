@@ -1,5 +1,5 @@
 -- repl_spec: lua/repl.lua inside a real host state: how the REPL shows
--- values and query results, how it rewrites a leading `local`, and what
+-- values and query results, how it rewrites an input's `local`s, and what
 -- Tab offers.
 local repl = require "repl"
 local json = require "json"
@@ -121,6 +121,15 @@ describe("repl.compile", function()
     _G.spec_z = nil
   end)
 
+  it("keeps a <const> local's check and refuses a <close> one", function()
+    local fn, err, more = repl.compile("local k <const> = 1 k = 2")
+    check.eq({ fn, more }, { nil, false })
+    check.truthy(err:find("const variable 'k'", 1, true), err)
+    fn, err, more = repl.compile("local c <close> = nil")
+    check.eq({ fn, more }, { nil, false })
+    check.truthy(err:find("'c' is <close>", 1, true), err)
+  end)
+
   it("tells an unfinished input from a wrong one", function()
     local fn, err, more = repl.compile("1 +")
     check.eq({ fn, type(err), more }, { nil, "string", true })
@@ -132,23 +141,50 @@ describe("repl.compile", function()
   end)
 end)
 
-describe("repl.promote_local", function()
+describe("repl.promote_locals", function()
   local cases = {
     { "local x = 1", "x = 1" },
     { "  local a, b = 1, 2", "  a, b = 1, 2" },
     { "local function f() end", "function f() end" },
-    { "local x", "x = nil; " },
+    { "local x", "x = nil;" },
     { "local x print(x)", "x = nil; print(x)" },
-    { "local c <close> = nil", "local c <close> = nil" },
-    { "local x == 1", "x = nil; == 1" },
-    { "print(1) local y = 2", "print(1) local y = 2" },
+    { "local y <const> = 5", "y = 5" },
+    { "local a <const>, b = 1, 2", "a, b = 1, 2" },
+    { 'local s = "a" local t = 2', 's = "a" t = 2' },
+    { "print(1) local y = 2", "print(1) y = 2" },
     { "locale = 1", "locale = 1" },
+    { "local\nx\n= 1", "x \n\n= 1" },
+    { "do local z = 1 end local w = 2", "do local z = 1 end w = 2" },
+    { "function f()\n  local q = 1\nend\nlocal r = 'local s'",
+      "function f()\n  local q = 1\nend\nr = 'local s'" },
+    { "local g = function() local h end local k",
+      "g = function() local h end k = nil;" },
+    { "if a then local b = 1 elseif c then local d = 2 else local e end"
+      .. " local f = 3",
+      "if a then local b = 1 elseif c then local d = 2 else local e end"
+      .. " f = 3" },
+    { "repeat local u = 1 until u local v", "repeat local u = 1 until u"
+      .. " v = nil;" },
+    { "for i = 1, 2 do local j = i end local n = 0x1p-4 + 1e-5 local m",
+      "for i = 1, 2 do local j = i end n = 0x1p-4 + 1e-5 m = nil;" },
+    { "-- local a\nlocal b = [==[\nlocal c]]end]==] --[[ local ]] local d",
+      "-- local a\nb = [==[\nlocal c]]end]==] --[[ local ]] d = nil;" },
+    { "local e = 'it\\'s local' .. \"end\" local f",
+      "e = 'it\\'s local' .. \"end\" f = nil;" },
   }
   for _, c in ipairs(cases) do
     it("rewrites " .. c[1], function()
-      check.eq(repl.promote_local(c[1]), c[2])
+      check.eq(repl.promote_locals(c[1]), c[2])
     end)
   end
+
+  it("refuses a <close> local, naming it and its line", function()
+    local code, why = repl.promote_locals("x = 1\nlocal a, c <close> = 1")
+    check.eq(code, nil)
+    check.truthy(why:find("^input:2: 'c' is <close>"), why)
+    check.eq(repl.promote_locals("do local c <close> = nil end"),
+      "do local c <close> = nil end")
+  end)
 end)
 
 describe("repl.complete", function()
