@@ -1,7 +1,7 @@
 -- repl: the Lua side of `jobhost repl` (src/repl.c reads the input, runs
 -- it and writes what this module formats).
 --
---   repl.install(ctx, dir, jobs_of)
+--   repl.install(ctx, dir, jobs_of, sql)
 --                            the session's globals: ctx, json, db, sql,
 --                            jobs
 --   repl.show(n, ...)        the text shown for the n values of an input
@@ -777,16 +777,15 @@ end
 -- ---- jobs and modules ------------------------------------------------------
 
 -- The globals of the session: ctx (built by the host), json, db, the
--- jobs table and sql(q, ...), a short ctx.db:query(q, ...).
-function M.install(ctx, dir, jobs_of)
+-- jobs table and sql(q, ...), a short ctx.db:query(q, ...) given by the
+-- host (src/repl.c), so that its errors name the input's line.
+function M.install(ctx, dir, jobs_of, sql)
   M.jobs_of = jobs_of
   rawset(_G, "ctx", ctx)
   rawset(_G, "json", json)
   rawset(_G, "db", require "db")
   rawset(_G, "jobs", M.jobs_table(dir))
-  rawset(_G, "sql", function(query, ...)
-    return rawget(_G, "ctx").db:query(query, ...)
-  end)
+  rawset(_G, "sql", sql)
   M.mark_loaded()
 end
 

@@ -262,6 +262,64 @@ static int jobs_of(lua_State *L)
   return 1;
 }
 
+/* "nil" or "a TYPE", for the value at idx. */
+static const char *a_type(lua_State *L, int idx)
+{
+  if (lua_isnil(L, idx))
+    return "nil";
+  return lua_pushfstring(L, "a %s", luaL_typename(L, idx));
+}
+
+/* The protected part of sql(): ctx.db:query(q, ...) with the arguments
+ * at 1..n, once ctx is found to be a table still and ctx.db something
+ * with a query method. Called from C only, so its errors, and those of
+ * query, carry no position. */
+static int sql_query(lua_State *L)
+{
+  int n = lua_gettop(L);
+
+  lua_pushglobaltable(L);
+  if (lua_getfield(L, -1, "ctx") != LUA_TTABLE)
+    return luaL_error(L, "sql: ctx is %s, not a context any more: "
+                      "sql(q, ...) runs ctx.db:query(q, ...)",
+                      a_type(L, -1));
+  lua_getfield(L, -1, "db");
+  if ((!lua_istable(L, -1) && !lua_isuserdata(L, -1)) ||
+      lua_getfield(L, -1, "query") != LUA_TFUNCTION)
+    return luaL_error(L, "sql: ctx.db is %s, not a connection",
+                      a_type(L, n + 3));
+  lua_insert(L, 1);
+  lua_insert(L, 2);
+  lua_settop(L, n + 2);
+  lua_call(L, n + 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* Lua: sql(q, ...) -> ctx.db:query(q, ...), the session's short form.
+ * Its errors name the caller's line, as query's do when a job calls it:
+ * sql_query runs under lua_pcall and a message it raises (which has no
+ * position) gets the caller's, where a helper written in Lua would put
+ * its own. An error object (Database.Error) and a stop pass as they
+ * are. Raises. */
+static int repl_sql(lua_State *L)
+{
+  int n = lua_gettop(L), status;
+
+  luaL_checkstring(L, 1);
+  lua_pushcfunction(L, sql_query);
+  lua_insert(L, 1);
+  status = lua_pcall(L, n, LUA_MULTRET, 0);
+  if (status == LUA_OK)
+    return lua_gettop(L);
+  if (status == LUA_ERRRUN && lua_type(L, -1) == LUA_TSTRING &&
+      host_get(L)->stop == HOST_RUNNING) {
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
 /* The protected part of opening the session's state: the module, the
  * jobs folder on package.path, the globals (ctx, json, db, sql, jobs). */
 static int setup_state(lua_State *L)
@@ -301,7 +359,8 @@ static int setup_state(lua_State *L)
   job_push_ctx(L, r->target, 0, NULL, NULL);
   lua_pushstring(L, r->jobs_dir);
   lua_pushcfunction(L, jobs_of);
-  lua_call(L, 3, 0);
+  lua_pushcfunction(L, repl_sql);
+  lua_call(L, 4, 0);
   return 0;
 }
 

@@ -147,6 +147,24 @@ class ErrorsTest(ReplCase):
             " hold most of it: the session starts afresh (globals are gone,"
             " ctx is new)"])
 
+    def test_sql_errors_point_at_the_input(self):
+        proc = self.repl("sql('SELECT $1::int', {})\n"
+                         "x = 1\nsql({})\n"
+                         "local ctx = nil\nsql 'SELECT 1'\n"
+                         "ctx = { db = 5 }\nsql 'SELECT 1'\n")
+        self.assertEqual(proc.returncode, 1)
+        errors = [line for line in proc.stderr.splitlines()
+                  if line.startswith("error: ")]
+        self.assertEqual(errors, [
+            "error: input:1: parameter $1: cannot bind a table value",
+            "error: input:1: bad argument #1 to 'sql' (string expected, got"
+            " table)",
+            "error: input:1: sql: ctx is nil, not a context any more:"
+            " sql(q, ...) runs ctx.db:query(q, ...)",
+            "error: input:1: sql: ctx.db is a number, not a connection"])
+        self.assertNotIn("repl.lua", proc.stderr)
+        self.assertIn("in function 'sql'", proc.stderr)
+
     def test_a_database_error_shows_its_sqlstate(self):
         proc = self.repl("sql 'SELECT * FROM no_such_table'\n")
         self.assertEqual(proc.returncode, 1)
