@@ -594,6 +594,21 @@ class TerminalTest(ReplCase):
         self.prompt(t, r" one\n-----\n   1\n\(1 row\)\n")
         self.assertEqual(t.finish(), 0)
 
+    def test_the_readme_shows_the_banner_as_it_is(self):
+        with open(os.path.join(jhtest.SOURCE, "README.md")) as f:
+            readme = f.read()
+        at = readme.index("\njobhost repl: Lua with the ctx a job gets") + 1
+        shown = readme[at:].split("\n")[:3]
+        t = self.start("--secret", "demo/pgbench")
+        self.prompt(t)
+        self.assertEqual(t.finish(), 0)
+        real = t.seen[t.seen.index("jobhost repl: "):].split("\n")[:3]
+        folder = re.compile(r"the jobs folder is \S+")
+        self.assertEqual([folder.sub("the jobs folder is DIR", line)
+                          for line in shown],
+                         [folder.sub("the jobs folder is DIR", line)
+                          for line in real])
+
     def test_ctrl_c_stops_a_statement_and_the_prompt_works_again(self):
         t = self.start()
         self.prompt(t)
