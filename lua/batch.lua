@@ -48,8 +48,12 @@ function M.run(ctx, opts, step)
     if took > slowest then
       slowest = took
     end
-    if math.type(n) ~= "integer" then
-      error("batch step must return the number of rows it handled", 2)
+    if math.type(n) ~= "integer" or n < 0 then
+      local got = math.type(n) == "float" and ("the float " .. tostring(n))
+        or math.type(n) == "integer" and tostring(n)
+        or type(n)
+      error(("batch step must return the number of rows it handled (an "
+        .. "integer, 0 or more), not %s"):format(got), 2)
     end
     batches = batches + 1
     rows = rows + n

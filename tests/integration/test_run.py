@@ -310,6 +310,25 @@ return { timeout = 5, params = { reserve = 1000, left = 3, max = 100 },
         self.assertIn("batch.run: reserve_ms must be a number of "
                       "milliseconds, 0 or more, not -5", body["errorMessage"])
 
+    def test_a_step_that_returns_no_count_says_what_it_returned(self):
+        self.write_job("bad", """
+local batch = require "batch"
+return { params = { give = "none" }, run = function(ctx, p)
+  return batch.run(ctx, {}, function()
+    if p.give == "negative" then return -5 end
+    if p.give == "float" then return 2.5 end
+  end)
+end }""")
+        for give, said in (("none", "not nil"), ("negative", "not -5"),
+                           ("float", "not the float 2.5")):
+            with self.subTest(give=give):
+                _, body, _ = self.run_job("bad", "--param", "give=" + give,
+                                          expect_ok=False)
+                message = body["errorMessage"]
+                self.assertIn("batch step must return the number of rows "
+                              "it handled (an integer, 0 or more), " + said,
+                              message)
+
 
 class EnvironmentTest(jhtest.Case):
     def test_unusable_settings_are_named_not_ignored(self):
