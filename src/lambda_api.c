@@ -178,7 +178,8 @@ static char *header_copy(const http_response *resp, const char *name)
 }
 
 /* Reads Lambda-Runtime-Deadline-Ms: epoch milliseconds, or 0 when the
- * header is missing or not a positive integer. */
+ * header is missing or not a positive integer (warned of: the run then
+ * has only its job's timeout). */
 static int64_t deadline_of(const http_response *resp)
 {
   const char *v = http_response_header(resp, "Lambda-Runtime-Deadline-Ms");
@@ -189,8 +190,14 @@ static int64_t deadline_of(const http_response *resp)
     return 0;
   errno = 0;
   ms = strtoll(v, &end, 10);
-  if (errno || *end != '\0' || ms <= 0)
+  if (errno || *end != '\0' || ms <= 0) {
+    log_emit(LOG_WARN, "invocation deadline unreadable: the job's timeout "
+             "alone bounds the run",
+             (log_field[]){LOG_S("header", "Lambda-Runtime-Deadline-Ms"),
+                           LOG_S("value", v)},
+             2);
     return 0;
+  }
   return (int64_t)ms;
 }
 

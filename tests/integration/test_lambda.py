@@ -289,6 +289,13 @@ class RoutingTest(LambdaCase):
         post = self.invoke(api, {"job": "hello"},
                            headers={"Lambda-Runtime-Deadline-Ms": ""})
         self.assertLess(self.assert_ok(api, post)["remaining_ms"], 300001)
+        self.assertNotIn("deadline unreadable", self.log(proc))
+        # One that does not read as epoch milliseconds: the same, warned.
+        post = self.invoke(api, {"job": "hello"},
+                           headers={"Lambda-Runtime-Deadline-Ms": "soon"})
+        self.assertLess(self.assert_ok(api, post)["remaining_ms"], 300001)
+        self.assertIn("invocation deadline unreadable", self.log(proc))
+        self.assertIn("value=soon", self.log(proc))
 
     def test_job_error(self):
         api, proc = self.start()
