@@ -275,6 +275,8 @@ int http_perform(http_client *client, const http_request *req,
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
     result = 0;
   } else if (t.too_big) {
+    resp->too_big = 1;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
     snprintf(resp->error, sizeof resp->error,
              "response body over %zu bytes", t.max_body);
   } else if (t.oom) {

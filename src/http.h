@@ -54,6 +54,8 @@ typedef struct {
   http_header *headers; /* in order of arrival; names as sent */
   size_t n_headers;
   int timed_out;        /* no response because a timeout struck */
+  int too_big;          /* the body passed max_body: not kept, though
+                           status and headers are */
   char error[256];
 } http_response;
 
@@ -66,7 +68,8 @@ void http_client_free(http_client *client);
 /* Sends req and waits for the whole response. Returns 0 when a response
  * arrived (whatever its status), -1 when none did (a connection or TLS
  * failure, a timeout, a cancel, a body over max_body); resp->error then
- * says why. resp is filled in either case and must be freed. */
+ * says why (and resp->too_big tells the last, with the status and the
+ * headers kept). resp is filled in either case and must be freed. */
 int http_perform(http_client *client, const http_request *req,
                  http_response *resp);
 

@@ -122,8 +122,9 @@ static void invocation_url(const lambda_api *api, const char *id,
 }
 
 /* Sends req, retrying while no answer arrives. Returns 0 with resp
- * holding an answer, or -1 (resp freed) when none came or the cancel
- * flag was raised. */
+ * holding an answer, 1 when the answer's body was over req->max_body
+ * (resp holds its status and headers), or -1 (resp freed) when none
+ * came or the cancel flag was raised. */
 static int perform(lambda_api *api, const http_request *req,
                    http_response *resp, const char *call)
 {
@@ -133,6 +134,8 @@ static int perform(lambda_api *api, const http_request *req,
   for (attempt = 1;; attempt++) {
     if (http_perform(api->http, req, resp) == 0)
       return 0;
+    if (resp->too_big)
+      return 1;
     if (api->cancel && *api->cancel) {
       http_response_free(resp);
       return -1;
@@ -201,12 +204,35 @@ static int64_t deadline_of(const http_response *resp)
   return (int64_t)ms;
 }
 
+/* An invocation whose event is over API_MAX_EVENT (Lambda itself sends
+ * at most 6 MB): its body was not kept, so it is answered with an error
+ * of its own and the loop goes on to the next. */
+static void refuse_event(lambda_api *api, const http_response *resp)
+{
+  const char *id = http_response_header(resp,
+                                        "Lambda-Runtime-Aws-Request-Id");
+  char body[256];
+
+  log_emit(LOG_ERROR, "invocation event too large: refused",
+           (log_field[]){LOG_S("request_id", id ? id : "(none)"),
+                         LOG_I("limit_bytes", (int64_t)API_MAX_EVENT)},
+           2);
+  if (!id || !*id)
+    return;
+  snprintf(body, sizeof body,
+           "{\"errorType\":\"Event.TooLarge\",\"errorMessage\":\"the "
+           "event is over %zu bytes; it was not read\",\"stackTrace\":[]}",
+           API_MAX_EVENT);
+  lambda_api_fail(api, id, "Event.TooLarge", body, strlen(body));
+}
+
 lambda_api_status lambda_api_next(lambda_api *api, lambda_invocation *inv)
 {
   http_request req = {0};
   http_response resp;
   lambda_api_status status;
   char url[320];
+  int rc;
 
   memset(inv, 0, sizeof *inv);
   snprintf(url, sizeof url, "%s/invocation/next", api->base);
@@ -216,7 +242,13 @@ lambda_api_status lambda_api_next(lambda_api *api, lambda_invocation *inv)
   req.timeout_ms = 0; /* none: see the top of this file */
   req.max_body = API_MAX_EVENT;
   req.cancel = api->cancel;
-  if (perform(api, &req, &resp, "next") != 0)
+  rc = perform(api, &req, &resp, "next");
+  if (rc == 1) {
+    refuse_event(api, &resp);
+    status = LAMBDA_API_REJECTED;
+    goto out;
+  }
+  if (rc != 0)
     return LAMBDA_API_FATAL;
 
   status = judge(&resp, "next");

@@ -436,6 +436,21 @@ class ResultSizeTest(LambdaCase):
         self.assert_alive(proc)
 
 
+class EventSizeTest(LambdaCase):
+    def test_an_event_over_the_limit_is_answered_and_the_loop_goes_on(self):
+        """Lambda sends at most 6 MB; an event over the runtime's 16 MiB
+        is not read, but its invocation still gets an error."""
+        self.write_job("hello", HELLO)
+        api, proc = self.start()
+        post = self.invoke(api, {"job": "hello", "pad": "x" * (17 << 20)})
+        self.assert_error(api, post, "Event.TooLarge",
+                          "the event is over 16777216 bytes")
+        self.assertIn("invocation event too large: refused", self.log(proc))
+        self.assertNotIn("runtime api unreachable", self.log(proc))
+        self.assert_ok(api, self.invoke(api, {"job": "hello"}))
+        self.assert_alive(proc)
+
+
 class DeadlineTest(LambdaCase):
     def setUp(self):
         super().setUp()
