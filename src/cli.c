@@ -141,46 +141,82 @@ static void on_run_signal(int sig)
  * transaction rolled back) may take before the watchdog ends it. */
 #define RUN_STUCK_GRACE_MS 1000
 
-/* The watchdog's handler for `jobhost run`: the run is stuck past its
- * deadline. Prints the failure as a failed run does, with write(2) on a
- * non-blocking descriptor rather than stdio (the stuck thread may hold
- * stdout's lock, or sit in a write to a full pipe), giving up after a
- * second; logs it the same way and ends the process. */
-static void run_stuck(void *unused)
+/* What the watchdog writes for `jobhost run`, built before it may be
+ * needed: the failure as a failed run prints it, and its log record. */
+static char *stuck_body, *stuck_record;
+static size_t stuck_body_len, stuck_record_len, stuck_stamp_at;
+
+/* The watchdog's preparation (outside any signal, at the run's first
+ * arm, when the log knows the job). */
+static void run_stuck_prepare(void *unused)
 {
   job_outcome out = {0};
-  int64_t give_up = clock_mono_us() + 1000000;
   char *body;
 
   (void)unused;
   out.error_type = "Job.Timeout";
   out.error_message = JOB_STUCK_MESSAGE;
   body = job_error_json(&out);
-  fcntl(STDOUT_FILENO, F_SETFL,
-        fcntl(STDOUT_FILENO, F_GETFL) | O_NONBLOCK);
   if (body) {
-    size_t len = strlen(body), done = 0;
+    stuck_body_len = strlen(body);
+    stuck_body = realloc(body, stuck_body_len + 2);
+    if (stuck_body)
+      memcpy(stuck_body + stuck_body_len++, "\n", 2);
+    else
+      free(body);
+  }
+  stuck_record = log_format_record(
+      LOG_ERROR, "run failed",
+      (log_field[]){LOG_S("outcome", "failure"),
+                    LOG_S("error_type", out.error_type),
+                    LOG_S("error", out.error_message)},
+      3, &stuck_record_len, &stuck_stamp_at);
+}
 
-    body[len++] = '\n';
-    while (done < len && clock_mono_us() < give_up) {
-      ssize_t n = write(STDOUT_FILENO, body + done, len - done);
+/* Writes all of buf to fd, made non-blocking (the stuck thread may sit in
+ * a write to a full pipe), giving up at give_up (CLOCK_MONOTONIC µs). */
+static void write_until(int fd, const char *buf, size_t len, int64_t give_up)
+{
+  size_t done = 0;
 
-      if (n > 0) {
-        done += (size_t)n;
-      } else if (n < 0 && errno == EAGAIN) {
-        struct pollfd p = {STDOUT_FILENO, POLLOUT, 0};
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  while (done < len && clock_mono_us() < give_up) {
+    ssize_t n = write(fd, buf + done, len - done);
 
-        poll(&p, 1, 100);
-      } else if (n == 0 || errno != EINTR) {
-        break;
-      }
+    if (n > 0) {
+      done += (size_t)n;
+    } else if (n < 0 && errno == EAGAIN) {
+      struct pollfd p = {fd, POLLOUT, 0};
+
+      poll(&p, 1, 100);
+    } else if (n == 0 || errno != EINTR) {
+      break;
     }
   }
-  log_emit_last(LOG_ERROR, "run failed",
-                (log_field[]){LOG_S("outcome", "failure"),
-                              LOG_S("error_type", out.error_type),
-                              LOG_S("error", out.error_message)},
-                3);
+}
+
+/* The watchdog's handler for `jobhost run`, in the timer's signal on the
+ * stuck thread: the run is stuck past its deadline. Prints the failure
+ * and logs it as a failed run does, with write(2) rather than stdio (the
+ * stuck thread may hold stdout's lock), each given up after a second,
+ * and ends the process. Async-signal-safe. */
+static void run_stuck(void *unused)
+{
+  int64_t give_up = clock_mono_us() + 1000000;
+
+  (void)unused;
+  if (stuck_body)
+    write_until(STDOUT_FILENO, stuck_body, stuck_body_len, give_up);
+  if (stuck_record) {
+    if (stuck_stamp_at != (size_t)-1) {
+      char stamp[CLOCK_ISO_LEN + 1];
+
+      clock_format_iso(clock_now_ms(), stamp, sizeof stamp);
+      memcpy(stuck_record + stuck_stamp_at, stamp, CLOCK_ISO_LEN);
+    }
+    write_until(log_fd(), stuck_record, stuck_record_len,
+                clock_mono_us() + 1000000);
+  }
   _exit(1);
 }
 
@@ -285,7 +321,8 @@ int cli_run(int argc, char **argv)
 
   /* One run and the process exits: no session reset for a next run. */
   db_pool_reuse(0);
-  watchdog_set_handler(run_stuck, NULL, RUN_STUCK_GRACE_MS);
+  watchdog_set_signal_handler(run_stuck, run_stuck_prepare, NULL,
+                              RUN_STUCK_GRACE_MS);
   host_catch_signal(SIGINT, on_run_signal);
   host_catch_signal(SIGTERM, on_run_signal);
   if (job_run(&req, &out) == 0) {

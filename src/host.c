@@ -121,20 +121,12 @@ void host_catch_signal(int sig, void (*handler)(int))
 static int make_timer(void)
 {
   struct sigaction sa;
-  struct sigevent ev;
 
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_deadline;
   sa.sa_flags = SA_RESTART;
   sigemptyset(&sa.sa_mask);
-  memset(&ev, 0, sizeof ev);
-  ev.sigev_notify = SIGEV_THREAD_ID;
-  ev.sigev_signo = SIGALRM;
-  ev._sigev_un._tid = gettid();
-  if (sigaction(SIGALRM, &sa, NULL) != 0 ||
-      timer_create(CLOCK_REALTIME, &ev, &deadline_timer) != 0)
-    return -1;
-  return 1;
+  return clock_thread_timer(SIGALRM, &sa, &deadline_timer) == 0 ? 1 : -1;
 }
 
 /* Points the timer at the current run's deadline (none: disarmed).

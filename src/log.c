@@ -37,6 +37,9 @@ static log_level log_min = LOG_INFO;
 static char log_request_id[128];
 static char log_job[128];
 
+/* Room for a timestamp (clock_format_iso). */
+#define STAMP_MAX 32
+
 static const char *const level_names[] = {"TRACE", "DEBUG", "INFO",
                                           "WARN",  "ERROR", "FATAL"};
 
@@ -376,32 +379,27 @@ static void emit_text(line *b, const char *ts, log_level level,
   }
 }
 
-/* Builds and writes one record, as it is. */
-static void write_record(log_level level, const char *msg,
-                         const log_field *fields, size_t n)
+/* Builds one record, as it is, into b (initialised), with the time now,
+ * which it leaves in ts. */
+static void build_record(line *b, char *ts, log_level level,
+                         const char *msg, const log_field *fields, size_t n)
 {
-  char ts[32];
-  line b;
-  FILE *out = log_out ? log_out : stderr;
-
-  clock_format_iso(clock_now_ms(), ts, sizeof ts);
-  line_init(&b);
+  clock_format_iso(clock_now_ms(), ts, STAMP_MAX);
   if (log_fmt == LOG_JSON)
-    emit_json(&b, ts, level, msg ? msg : "", fields, n);
+    emit_json(b, ts, level, msg ? msg : "", fields, n);
   else
-    emit_text(&b, ts, level, msg ? msg : "", fields, n);
-  line_addc(&b, '\n');
-  fwrite(b.p, 1, b.len, out);
-  fflush(out);
-  line_free(&b);
+    emit_text(b, ts, level, msg ? msg : "", fields, n);
+  line_addc(b, '\n');
 }
 
-/* The message, every field's text and every field's name with registered
- * secret values replaced (redact.h), each in its raw form before it is
- * escaped into the line, so a value shows as [redacted] in either format
- * (a job can make a secret a field's name: {[secret] = 1}). */
-static void write_redacted(log_level level, const char *msg,
-                           const log_field *fields, size_t n)
+/* build_record with the message, every field's text and every field's
+ * name with registered secret values replaced (redact.h), each in its raw
+ * form before it is escaped into the line, so a value shows as
+ * [redacted] in either format (a job can make a secret a field's name:
+ * {[secret] = 1}). */
+static void build_redacted(line *b, char *ts, log_level level,
+                           const char *msg, const log_field *fields,
+                           size_t n)
 {
   log_field copy[LOG_MAX_FIELDS] = {{0}};
   char *owned[2 * LOG_MAX_FIELDS + 1];
@@ -444,20 +442,68 @@ static void write_redacted(log_level level, const char *msg,
       copy[i].s = clean;
     }
   }
-  write_record(level, msg, copy, n);
+  build_record(b, ts, level, msg, copy, n);
   while (k > 0)
     free(owned[--k]);
+}
+
+/* The record log_emit writes, into b (initialised); its timestamp in
+ * ts. */
+static void build(line *b, char *ts, log_level level, const char *msg,
+                  const log_field *fields, size_t n)
+{
+  if (redact_active())
+    build_redacted(b, ts, level, msg, fields, n);
+  else
+    build_record(b, ts, level, msg, fields, n);
 }
 
 void log_emit(log_level level, const char *msg, const log_field *fields,
               size_t n)
 {
+  FILE *out = log_out ? log_out : stderr;
+  char ts[STAMP_MAX];
+  line b;
+
   if (!log_enabled(level))
     return;
-  if (redact_active())
-    write_redacted(level, msg, fields, n);
-  else
-    write_record(level, msg, fields, n);
+  line_init(&b);
+  build(&b, ts, level, msg, fields, n);
+  fwrite(b.p, 1, b.len, out);
+  fflush(out);
+  line_free(&b);
+}
+
+char *log_format_record(log_level level, const char *msg,
+                        const log_field *fields, size_t n, size_t *len,
+                        size_t *stamp_at)
+{
+  char ts[STAMP_MAX];
+  line b;
+  char *copy;
+  const char *at;
+
+  if (!log_enabled(level))
+    return NULL;
+  line_init(&b);
+  build(&b, ts, level, msg, fields, n);
+  copy = malloc(b.len + 1);
+  if (copy) {
+    memcpy(copy, b.p, b.len);
+    copy[b.len] = '\0';
+    *len = b.len;
+    /* Its first occurrence: the text format starts with it, JSON's
+     * first member is it. */
+    at = memmem(copy, b.len, ts, CLOCK_ISO_LEN);
+    *stamp_at = at ? (size_t)(at - copy) : (size_t)-1;
+  }
+  line_free(&b);
+  return copy;
+}
+
+int log_fd(void)
+{
+  return fileno(log_out ? log_out : stderr);
 }
 
 void log_emit_last(log_level level, const char *msg, const log_field *fields,

@@ -67,6 +67,19 @@ int log_enabled(log_level level);
 void log_emit(log_level level, const char *msg, const log_field *fields,
               size_t n);
 
+/* The record log_emit would write now (redacted, in the sink's format,
+ * ending in '\n'), for a caller that must write it later where nothing
+ * may be allocated or locked (a signal handler): malloc'd, its length in
+ * *len and the offset of its timestamp (CLOCK_ISO_LEN characters, to be
+ * rewritten with the time it is written at) in *stamp_at, (size_t)-1
+ * when there is none. NULL when the level is off or memory ran out. */
+char *log_format_record(log_level level, const char *msg,
+                        const log_field *fields, size_t n, size_t *len,
+                        size_t *stamp_at);
+
+/* The sink's file descriptor. */
+int log_fd(void);
+
 /* log_emit for a thread that must not wait on another one (the
  * watchdog's, while a stuck thread may hold the sink's stdio lock or sit
  * in a write to a full pipe): the record is skipped when the sink is

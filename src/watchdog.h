@@ -25,6 +25,18 @@ typedef void (*watchdog_fire_fn)(void *arg);
 void watchdog_set_handler(watchdog_fire_fn fire, void *arg,
                           int64_t grace_ms);
 
+/* watchdog_set_handler's other form, for a process with one thread that
+ * runs one job (`jobhost run`): no thread of the watchdog's, but a timer
+ * whose signal calls fire on the run's own thread, in the signal
+ * handler, interrupting the call that did not return. fire must then be
+ * async-signal-safe (write(2), _exit: no stdio, no malloc, no lock);
+ * prepare, when not NULL, is called once, at the first arm, outside any
+ * signal, to build what fire writes. The thread that arms is the one
+ * signalled. */
+void watchdog_set_signal_handler(watchdog_fire_fn fire,
+                                 watchdog_fire_fn prepare, void *arg,
+                                 int64_t grace_ms);
+
 /* 1 when a handler is set. */
 int watchdog_enabled(void);
 

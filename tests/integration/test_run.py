@@ -2,6 +2,7 @@
 the throwaway PostgreSQL. Covers the foundation's promises: exact values
 from PostgreSQL through Lua to JSON, error objects, failing jobs, runaway
 jobs, dry runs and the sandbox."""
+import calendar
 import json
 import os
 import re
@@ -481,15 +482,17 @@ end }""")
 
 
 class StuckRunTest(jhtest.Case):
+    STUCK = """
+return { timeout = 1, run = function()
+  local s = ("a"):rep(300000)
+  return { found = s:find(".-.-.-.-b") ~= nil }
+end }"""
+
     def test_a_run_stuck_in_c_is_ended_after_its_deadline(self):
         """A call into C that never returns reaches no hook: a second
         after the deadline the watchdog prints the failure and ends the
         process."""
-        self.write_job("stuck", """
-return { timeout = 1, run = function()
-  local s = ("a"):rep(300000)
-  return { found = s:find(".-.-.-.-b") ~= nil }
-end }""")
+        self.write_job("stuck", self.STUCK)
         started = time.time()
         code, body, err = self.run_job("stuck", expect_ok=False, timeout=60)
         took = time.time() - started
@@ -499,6 +502,27 @@ end }""")
         self.assertIn("run failed", err)
         self.assertGreater(took, 1.9)
         self.assertLess(took, 10)
+
+    def test_the_watchdogs_record_is_a_whole_record_of_its_time(self):
+        """The record is built at the run's start and written from the
+        timer's signal: in JSON, with the job, stamped when written."""
+        self.write_job("stuck", self.STUCK)
+        started = time.time()
+        code, body, err = self.run_job(
+            "stuck", expect_ok=False, timeout=60,
+            env=self.env(JOBHOST_LOG_FORMAT="json"))
+        self.assertEqual((code, body["errorType"]), (1, "Job.Timeout"))
+        records = [json.loads(line) for line in err.splitlines()]
+        failed = [r for r in records if r["message"] == "run failed"]
+        self.assertEqual(len(failed), 1, err)
+        self.assertEqual(failed[0]["job"], "stuck")
+        self.assertEqual(failed[0]["error_type"], "Job.Timeout")
+        stamp = failed[0]["timestamp"]
+        written = calendar.timegm(time.strptime(stamp[:19],
+                                                "%Y-%m-%dT%H:%M:%S"))
+        # The deadline is a second in, the watchdog a second later.
+        self.assertGreater(written + 1, started + 1.5, stamp)
+        self.assertLess(written, time.time() + 1, stamp)
 
     def test_a_run_that_stops_at_its_deadline_is_not_the_watchdogs(self):
         self.write_job("loop", """
