@@ -2,10 +2,11 @@
  * host stops a run at its deadline through a hook that Lua calls between
  * instructions, and the database binding cancels a statement; a call
  * into C that never returns (a pathological pattern match, a read that
- * never ends) reaches neither. The watchdog is a thread of its own that
- * waits for the time it is armed with; if it is not disarmed by then, it
- * calls the handler the command gave, which reports the run as timed out
- * and ends the process. */
+ * never ends) reaches neither. The watchdog waits for the time it is
+ * armed with, on a thread of its own or as a timer's signal to the run's
+ * thread; if it is not disarmed by then, it calls the handler the
+ * command gave, which reports the run as timed out and ends the
+ * process. */
 #ifndef JOBHOST_WATCHDOG_H
 #define JOBHOST_WATCHDOG_H
 
