@@ -12,8 +12,9 @@
 
 #include <stdint.h>
 
-/* Called on the watchdog's thread when the armed time passes; it must end
- * the process (_exit). The stuck thread is left as it is: the handler may
+/* Called when the armed time passes, on the watchdog's thread or in the
+ * timer's signal (see watchdog_set_signal_handler); it must end the
+ * process (_exit). The stuck thread is left as it is: the handler may
  * not take a lock that thread could hold (stdio's, say: write(2) is
  * safe). */
 typedef void (*watchdog_fire_fn)(void *arg);
