@@ -303,18 +303,39 @@ static size_t edit_distance(const char *a, const char *b)
  * naming the file and the key. The spec is read raw: a table with a
  * metatable is refused first, so no metamethod of the job's runs while
  * the host reads it. */
+/* Adds one problem of a spec (a message that starts with the file's
+ * path) to err: the first as it is, the next after "; " without the
+ * path again. */
+static void add_problem(char *err, size_t errlen, const char *path,
+                        const char *problem, int *problems)
+{
+  size_t used = strlen(err), skip = strlen(path);
+
+  if ((*problems)++ == 0 || strncmp(problem, path, skip) != 0)
+    skip = 0;
+  else if (strncmp(problem + skip, ": ", 2) == 0)
+    skip += 2;
+  snprintf(err + used, errlen - used, "%s%s", used ? "; " : "",
+           problem + skip);
+}
+
+/* Checks the spec on top of the stack; every problem is told, not only
+ * the first. */
 static int validate_spec(lua_State *L, const char *dir, const char *name,
                          char *err, size_t errlen)
 {
-  int spec = lua_gettop(L);
+  int spec = lua_gettop(L), problems = 0;
   const spec_key *k;
+  char path[4096], one[6144];
 
+  snprintf(path, sizeof path, "%s/%s.lua", dir, name);
   if (lua_getmetatable(L, spec)) {
     lua_settop(L, spec);
-    snprintf(err, errlen, "%s/%s.lua: the job's spec must be a plain "
-             "table, without a metatable", dir, name);
+    snprintf(err, errlen, "%s: the job's spec must be a plain table, "
+             "without a metatable", path);
     return -1;
   }
+  err[0] = '\0';
   lua_pushnil(L);
   while (lua_next(L, spec)) {
     lua_pop(L, 1);
@@ -333,13 +354,13 @@ static int validate_spec(lua_State *L, const char *dir, const char *name,
           near = k->key;
       if (near)
         snprintf(hint, sizeof hint, "did you mean \"%s\"? ", near);
-      snprintf(err, errlen,
-               "%s/%s.lua: unknown key \"%s\" in the job's spec (%sknown: "
+      snprintf(one, sizeof one,
+               "%s: unknown key \"%s\" in the job's spec (%sknown: "
                "description, schedule, database, timeout, memory, lock, "
                "params, run)",
-               dir, name, given, hint);
-      lua_settop(L, spec);
-      return -1;
+               path, given, hint);
+      add_problem(err, errlen, path, one, &problems);
+      lua_settop(L, key);
     }
   }
   for (k = spec_keys; k->key; k++) {
@@ -349,8 +370,8 @@ static int validate_spec(lua_State *L, const char *dir, const char *name,
     lua_pushstring(L, k->key);
     t = lua_rawget(L, spec);
     if ((t == LUA_TNIL && k->required) || (t != LUA_TNIL && t != k->type)) {
-      snprintf(err, errlen, "%s/%s.lua: \"%s\" must be %s, not %s", dir,
-               name, k->key, lua_type_word(k->type),
+      snprintf(one, sizeof one, "%s: \"%s\" must be %s, not %s", path,
+               k->key, lua_type_word(k->type),
                t == LUA_TNIL ? "missing" : luaL_typename(L, -1));
       bad = 1;
     } else if (t == LUA_TNUMBER) {
@@ -358,30 +379,28 @@ static int validate_spec(lua_State *L, const char *dir, const char *name,
 
       bad = check_spec_number(L, dir, name, k->key,
                               memory ? JOB_MAX_MEMORY_MB : JOB_MAX_TIMEOUT_S,
-                              memory, err, errlen) != 0;
+                              memory, one, sizeof one) != 0;
     } else if (t == LUA_TTABLE) {
-      bad = check_spec_params(L, dir, name, err, errlen) != 0;
+      bad = check_spec_params(L, dir, name, one, sizeof one) != 0;
     } else if (t == LUA_TSTRING && strcmp(k->key, "database") == 0 &&
                lua_rawlen(L, -1) == 0) {
-      snprintf(err, errlen, "%s/%s.lua: \"database\" is empty: name a "
-               "secret or a connection string, or leave it out", dir, name);
+      snprintf(one, sizeof one, "%s: \"database\" is empty: name a "
+               "secret or a connection string, or leave it out", path);
       bad = 1;
     } else if (t == LUA_TSTRING && strcmp(k->key, "schedule") == 0) {
       char why[512];
 
       if (schedule_validate(lua_tostring(L, -1), why, sizeof why) != 0) {
-        snprintf(err, errlen, "%s/%s.lua: invalid schedule \"%s\": %s", dir,
-                 name, lua_tostring(L, -1), why);
+        snprintf(one, sizeof one, "%s: invalid schedule \"%s\": %s", path,
+                 lua_tostring(L, -1), why);
         bad = 1;
       }
     }
-    if (bad) {
-      lua_settop(L, spec);
-      return -1;
-    }
-    lua_pop(L, 1);
+    if (bad)
+      add_problem(err, errlen, path, one, &problems);
+    lua_settop(L, spec);
   }
-  return 0;
+  return problems ? -1 : 0;
 }
 
 lua_State *job_spec_open(const char *dir, const char *name, char *err,

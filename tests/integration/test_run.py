@@ -579,6 +579,23 @@ class LoadBoundTest(jhtest.Case):
                       proc.stdout)
         self.assertNotIn("not found", proc.stdout)
 
+    def test_every_problem_of_a_spec_is_told_at_once(self):
+        self.write_job("many", """
+return { schedul = "rate(1 hour)", timeout = -1, memory = 1.5,
+  params = { f = print }, schedule = "cron(61 * * * ? *)",
+  run = function() end }""")
+        proc = self.jobhost("check", "many")
+        self.assertEqual(proc.returncode, 1, proc.stdout)
+        said = proc.stdout
+        for problem in ('unknown key "schedul"', 'did you mean "schedule"',
+                        '"timeout" must be greater than 0',
+                        '"memory" must be a whole number of MiB',
+                        'param "f" is a function',
+                        'invalid schedule "cron(61 * * * ? *)"'):
+            self.assertIn(problem, said)
+        # The file is named once, the problems after it joined.
+        self.assertEqual(said.count("many.lua"), 1, said)
+
     def test_check_of_an_empty_folder_fails_as_lambda_init_does(self):
         proc = self.jobhost("check")
         self.assertEqual(proc.returncode, 1, proc.stdout)
