@@ -87,6 +87,8 @@ echo "== bench/json" >&2
 BUILD_DIR="$build/json" sh "$here/json/run.sh" || status=1
 echo "== bench/schedule" >&2
 cmake --build "$bin" -j2 --target bench-schedule || status=1
+echo "== bench/redact" >&2
+cmake --build "$bin" -j2 --target bench-redact || status=1
 echo "== bench/rows" >&2
 cmake --build "$bin" -j2 --target bench_rows >/dev/null
 pgdir=$(mktemp -d /tmp/jobhost-bench-rows.XXXXXX)

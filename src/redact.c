@@ -1,12 +1,16 @@
 /* redact.c: the registry of values never to be shown, and the scrubber
- * the log sink and job outcomes use. A handful of secrets live in most
- * processes, so a list and memmem are enough; the scan runs only when a
- * value is registered. The list has no fixed size: a warm Lambda process
- * that fetches new versions of its secrets for weeks, or a job that reads
- * hundreds, keeps every value hidden. */
+ * the log sink and job outcomes use; the scan runs only when a value is
+ * registered. The list has no fixed size: a warm Lambda process that
+ * fetches new versions of its secrets for weeks, or a job that reads
+ * hundreds, keeps every value hidden. A long text and a handful of forms
+ * (most processes) are searched with memmem, one scan of the text a
+ * form; otherwise the text is read once, each position looked up by its
+ * first REDACT_MIN_LEN bytes in a hash index of the forms, so a text
+ * costs the same with ten thousand values as with a hundred. */
 #include "redact.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +25,89 @@
  * stands, or hidden with the whole JSON token it belongs to. */
 enum { HIDE_NONE, HIDE_BYTE, HIDE_TOKEN };
 
+/* When the index is used instead of one memmem a form: from INDEX_FROM
+ * forms on, or for a text shorter than INDEX_BYTES_A_FORM bytes a form.
+ * Measured here (bench/redact): memmem costs about 25 ns a form and a
+ * form 0.045 ns a byte, the index 1.7 ns a byte whatever the forms; so a
+ * log line is cheaper through the index from a few forms on, a 1 MB
+ * result from about 40. */
+#define INDEX_FROM 40
+#define INDEX_BYTES_A_FORM 64
+
 typedef struct {
   char *value;
   size_t len;
+  uint32_t prefix; /* the first REDACT_MIN_LEN bytes */
+  size_t next;     /* 1 + the next form with the same prefix; 0: none */
 } known_value;
 
 static known_value *known;
 static size_t nknown, known_cap;
+
+/* The index: open addressing by prefix, a slot holding 1 + the first
+ * form with its prefix (0: empty), the others chained through next. At
+ * most half full. */
+static size_t *slots;
+static size_t nslots;
+
+static uint32_t prefix_of(const char *p)
+{
+  uint32_t w;
+
+  memcpy(&w, p, sizeof w);
+  return w;
+}
+
+static size_t slot_of(uint32_t prefix)
+{
+  return (size_t)((prefix * 2654435761u) >> 7) & (nslots - 1);
+}
+
+/* 1 + the first form whose prefix is prefix, or 0. */
+static size_t chain_of(uint32_t prefix)
+{
+  size_t h;
+
+  if (!nslots)
+    return 0;
+  for (h = slot_of(prefix); slots[h]; h = (h + 1) & (nslots - 1))
+    if (known[slots[h] - 1].prefix == prefix)
+      return slots[h];
+  return 0;
+}
+
+/* Puts form i in the index (room is there). */
+static void index_form(size_t i)
+{
+  size_t h = slot_of(known[i].prefix);
+
+  while (slots[h] && known[slots[h] - 1].prefix != known[i].prefix)
+    h = (h + 1) & (nslots - 1);
+  known[i].next = slots[h];
+  slots[h] = i + 1;
+}
+
+/* Makes room in the index for one more form, rebuilding it twice as
+ * large when it would pass half full. Returns 0, or -1 (memory). */
+static int index_reserve(void)
+{
+  size_t want = nslots ? nslots : 256, i;
+  size_t *grown;
+
+  while ((nknown + 1) * 2 > want)
+    want *= 2;
+  if (want == nslots)
+    return 0;
+  grown = calloc(want, sizeof *grown);
+  if (!grown)
+    return -1;
+  free(slots);
+  slots = grown;
+  nslots = want;
+  for (i = 0; i < nknown; i++)
+    index_form(i);
+  return 0;
+}
 
 /* Registers one form of a value; see redact_add. Returns 0, or -1 when
  * memory ran out. */
@@ -38,9 +118,12 @@ static int add_form(const char *value, size_t len)
 
   if (!value || len < REDACT_MIN_LEN)
     return 0;
-  for (i = 0; i < nknown; i++)
-    if (known[i].len == len && memcmp(known[i].value, value, len) == 0)
+  for (i = chain_of(prefix_of(value)); i; i = known[i - 1].next)
+    if (known[i - 1].len == len &&
+        memcmp(known[i - 1].value, value, len) == 0)
       return 0;
+  if (index_reserve() != 0)
+    return -1;
   if (nknown == known_cap) {
     size_t cap = known_cap ? known_cap * 2 : 32;
     known_value *grown = realloc(known, cap * sizeof *known);
@@ -58,6 +141,8 @@ static int add_form(const char *value, size_t len)
   /* In any order: redact_copy hides every byte any value covers. */
   known[nknown].value = copy;
   known[nknown].len = len;
+  known[nknown].prefix = prefix_of(copy);
+  index_form(nknown);
   nknown++;
   return 0;
 }
@@ -203,16 +288,31 @@ static char *withheld(size_t *outlen)
 static unsigned char *hidden_bytes(const char *s, size_t len, int *oom)
 {
   unsigned char *hide = NULL;
-  size_t i;
+  size_t i, at;
 
+  if (nknown >= INDEX_FROM || len < INDEX_BYTES_A_FORM * nknown) {
+    for (at = 0; at + REDACT_MIN_LEN <= len; at++) {
+      for (i = chain_of(prefix_of(s + at)); i; i = known[i - 1].next) {
+        const known_value *k = &known[i - 1];
+
+        if (k->len > len - at || memcmp(s + at, k->value, k->len) != 0)
+          continue;
+        if (!hide && !(hide = calloc(len, 1))) {
+          *oom = 1;
+          return NULL;
+        }
+        memset(hide + at, HIDE_BYTE, k->len);
+      }
+    }
+    return hide;
+  }
   for (i = 0; i < nknown; i++) {
     const char *p = s, *end = s + len, *hit;
 
     while (p < end &&
            (hit = memmem(p, (size_t)(end - p), known[i].value,
                          known[i].len)) != NULL) {
-      size_t at = (size_t)(hit - s);
-
+      at = (size_t)(hit - s);
       if (!hide && !(hide = calloc(len, 1))) {
         *oom = 1;
         return NULL;
@@ -406,4 +506,7 @@ void redact_clear(void)
   free(known);
   known = NULL;
   known_cap = 0;
+  free(slots);
+  slots = NULL;
+  nslots = 0;
 }

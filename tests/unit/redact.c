@@ -152,6 +152,38 @@ int main(void)
   expect_json("[\"unterminated a\",\"b1", "[\"unterminated [redacted]");
   expect_json("[nulls, a\",\"b1]", "[nulls, [redacted]]");
 
+  /* The two searches agree: a text short enough for the index and the
+   * same text repeated past what the index takes for few forms. */
+  {
+    static const char piece[] = "x p@ss-one y {\"k\":\"tw\\\"o-2\"} 20461 ";
+    char *longer = malloc(sizeof piece * 400), *want;
+    size_t i, one_len;
+    char *one;
+
+    redact_clear();
+    redact_add("p@ss-one", 8);
+    redact_add("tw\"o-2", 6);
+    redact_add("20461", 5);
+    one = redact_copy(piece, strlen(piece), &one_len);
+    want = malloc(one_len * 400 + 1);
+    checks++;
+    if (!longer || !one || !want) {
+      printf("FAILED: no memory or no hit in \"%s\"\n", piece);
+      failures++;
+    } else {
+      for (i = 0; i < 400; i++) {
+        memcpy(longer + i * strlen(piece), piece, strlen(piece));
+        memcpy(want + i * one_len, one, one_len);
+      }
+      longer[400 * strlen(piece)] = '\0';
+      want[400 * one_len] = '\0';
+      expect(longer, want);
+    }
+    free(one);
+    free(want);
+    free(longer);
+  }
+
   printf("%d passed, %d failed\n", checks - failures, failures);
   return failures ? 1 : 0;
 }
