@@ -88,8 +88,18 @@ is_glibc() {
   return 1
 }
 
+# The libraries the binary loads at their first call (src/lazy.c) are
+# not in its ldd listing: they and what they need are added, "SONAME =>
+# PATH" as ldd writes a line.
 deps=$build/lambda-deps.txt
 LD_LIBRARY_PATH= ldd "$root/bootstrap" >"$deps" || die "ldd failed"
+lazy=$build/lazy-libraries.txt
+if [ -f "$lazy" ]; then
+  while read -r name path; do
+    echo "$name => $path" >>"$deps"
+    LD_LIBRARY_PATH= ldd "$path" >>"$deps" || die "ldd $path failed"
+  done <"$lazy"
+fi
 if grep -q 'not found' "$deps"; then
   grep 'not found' "$deps" >&2
   die "the binary needs libraries this machine lacks"
@@ -100,6 +110,7 @@ while read -r name arrow path rest; do
     continue
   fi
   [ -f "$path" ] || die "ldd named $path for $name, which is not a file"
+  [ -f "$root/lib/$name" ] && continue
   # The soname as the file name, the file itself (not a symlink).
   cp -L "$path" "$root/lib/$name"
   chmod 0644 "$root/lib/$name"

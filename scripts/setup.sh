@@ -9,6 +9,7 @@ build=${1:-$top/build}
 
 packages="build-essential cmake pkg-config liblua5.4-dev lua5.4 libpq-dev
   libcurl4-openssl-dev libssl-dev lua-cjson-dev libedit-dev postgresql-15
+  postgresql-server-dev-15
   postgresql-contrib python3 python3-botocore tzdata ca-certificates zip
   unzip binutils openssl tmux lua-check"
 missing=

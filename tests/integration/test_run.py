@@ -782,6 +782,49 @@ end }""")
         self.assertEqual(proc.wait(timeout=10), -signal.SIGINT)
 
 
+class LazyLibrariesTest(jhtest.Case):
+    """src/lazy.c: the libraries libpq and libcurl link against but a run
+    seldom calls are loaded at their first call, and work then: a run
+    that logs in with SCRAM loads none of them; a connection that asks
+    for GSSAPI encryption reaches Kerberos and gets libpq's own answer."""
+
+    def setUp(self):
+        super().setUp()
+        needed = subprocess.run(["objdump", "-p", jhtest.BIN],
+                                capture_output=True, text=True, check=True)
+        if "libpq.so" in needed.stdout:
+            self.skipTest("built with libpq as a shared library")
+
+    def loaded_at_run_time(self, stderr):
+        return set(re.findall(r"file=(\S+) \[0\];\s+dynamically loaded by",
+                              stderr))
+
+    def test_a_scram_run_loads_none_of_them(self):
+        self.write_job("one", """
+return { run = function(ctx)
+  return { one = ctx.db:query("SELECT 1 AS one")[1].one }
+end }""")
+        code, body, err = self.run_job("one", env=self.env(LD_DEBUG="files"))
+        self.assertEqual(body, {"one": 1})
+        self.assertEqual(self.loaded_at_run_time(err), set())
+        self.assertNotIn("libldap", err)
+        self.assertNotIn("libgssapi_krb5", err)
+
+    def test_gssapi_encryption_reaches_kerberos_at_first_call(self):
+        self.write_job("gss", """
+return { run = function(ctx)
+  local ok, err = pcall(ctx.connect, "gssencmode=require")
+  return { ok = ok, err = tostring(err) }
+end }""")
+        env = self.env(LD_DEBUG="files", KRB5CCNAME="FILE:/nonexistent/cc",
+                       KRB5_CONFIG="/nonexistent/krb5.conf")
+        code, body, err = self.run_job("gss", env=env)
+        self.assertFalse(body["ok"])
+        self.assertIn("GSSAPI encryption required", body["err"])
+        self.assertIn("libgssapi_krb5.so.2", self.loaded_at_run_time(err))
+        self.assertNotIn("libldap-2.5.so.0", self.loaded_at_run_time(err))
+
+
 class StandInsTest(jhtest.Case):
     """src/interpose.c: the binary's definitions are the ones its
     libraries' calls reach, and a run over SCRAM with them works."""
@@ -802,16 +845,31 @@ class StandInsTest(jhtest.Case):
                                   sym), set()).add(os.path.realpath(to))
         return binary, found
 
-    def test_libpq_keys_its_hmac_through_the_binary(self):
+    def libpq_reaches_the_binary(self, symbols):
         binary, found = self.bindings()
-        for sym in ("HMAC_Init_ex", "HMAC_Update", "HMAC_Final",
-                    "HMAC_CTX_free"):
-            self.assertEqual(found.get(("libpq", sym)), {binary}, sym)
+        if any(lib == "libpq" for lib, _ in found):
+            for sym in symbols:
+                self.assertEqual(found.get(("libpq", sym)), {binary}, sym)
+            return
+        # libpq is linked into the binary (src/lazy.c): its calls are bound
+        # at link time, to the binary's definitions, and nothing binds them
+        # to libcrypto at run time.
+        proc = subprocess.run(["nm", "--defined-only", jhtest.BIN],
+                              capture_output=True, text=True, check=True)
+        defined = {line.split()[-1] for line in proc.stdout.splitlines()
+                   if re.match(r"\S+ T ", line)}
+        self.assertIn("PQconnectdbParams", defined)
+        me = os.path.basename(binary)
+        for sym in symbols:
+            self.assertIn(sym, defined)
+            self.assertNotIn((me, sym), found, sym)
+
+    def test_libpq_keys_its_hmac_through_the_binary(self):
+        self.libpq_reaches_the_binary(("HMAC_Init_ex", "HMAC_Update",
+                                       "HMAC_Final", "HMAC_CTX_free"))
 
     def test_libpq_draws_its_nonce_through_the_binary(self):
-        binary, found = self.bindings()
-        for sym in ("RAND_status", "RAND_bytes"):
-            self.assertEqual(found.get(("libpq", sym)), {binary}, sym)
+        self.libpq_reaches_the_binary(("RAND_status", "RAND_bytes"))
 
     def test_gnutls_asks_the_binary_whether_to_initialise(self):
         binary, found = self.bindings()

@@ -74,6 +74,17 @@ return {
 }
 """
 
+GSS_JOB = """-- gss_reach: a connection that asks for GSSAPI encryption, which
+-- makes libpq call into Kerberos.
+return {
+  run = function(ctx)
+    local ok, err = pcall(ctx.connect, "host=127.0.0.1 port="
+      .. ctx.event.port .. " user=gss dbname=zip_test gssencmode=require")
+    return { ok = ok, err = tostring(err) }
+  end,
+}
+"""
+
 
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True,
@@ -125,6 +136,8 @@ class ZipCase(jhtest.Case):
         os.mkdir(cls.jobs_src)
         with open(os.path.join(cls.jobs_src, "tls_reach.lua"), "w") as f:
             f.write(TLS_JOB)
+        with open(os.path.join(cls.jobs_src, "gss_reach.lua"), "w") as f:
+            f.write(GSS_JOB)
         cls.build = os.path.join(os.path.dirname(os.path.abspath(
             jhtest.BIN)), "zip-test-build")
         cls.zip = os.path.join(cls.work, "jobhost-lambda.zip")
@@ -336,8 +349,21 @@ class ZipCase(jhtest.Case):
         self.assertTrue(stat.S_ISREG(boot.external_attr >> 16))
         self.assertIn("jobs/tls_reach.lua", infos)
         libs = [n[4:] for n in infos if n.startswith("lib/") and n != "lib/"]
-        self.assertIn("libpq.so.5", libs)
-        self.assertIn("libcurl.so.4", libs)
+        self.assertIn("libssl.so.3", libs)
+        # libpq and libcurl are in the binary, and the libraries they load
+        # at first call in lib/ (src/lazy.c); or, built without that, both
+        # are in lib/ as shared libraries.
+        lazy = os.path.join(self.build, "lazy-libraries.txt")
+        if os.path.exists(lazy):
+            with open(lazy) as f:
+                wanted = [line.split()[0] for line in f if line.strip()]
+            self.assertIn("libgssapi_krb5.so.2", wanted)
+            self.assertIn("libldap-2.5.so.0", wanted)
+            self.assertNotIn("libpq.so.5", libs)
+        else:
+            wanted = ["libpq.so.5", "libcurl.so.4"]
+        for name in wanted:
+            self.assertIn(name, libs)
         for name in libs:
             self.assertNotIn(name, GLIBC_SONAMES)
             self.assertFalse(name.startswith("ld-linux"), name)
@@ -421,6 +447,46 @@ class ZipCase(jhtest.Case):
         self.assertEqual(post.kind, "response",
                          post.body + "\n" + self.log_text())
         self.assertEqual(post.json()["ssl"], True)
+
+    def lazy(self):
+        path = os.path.join(self.build, "lazy-libraries.txt")
+        if not os.path.exists(path):
+            self.skipTest("built with libpq as a shared library")
+
+    def test_kerberos_is_found_in_lib_at_first_call(self):
+        # libpq loads libgssapi_krb5 from the package's lib/ when a
+        # connection first asks for GSSAPI (src/lazy.c), and answers as
+        # libpq does with no Kerberos credentials.
+        self.lazy()
+        root = self.make_root()
+        proc = self.start_bootstrap(root)
+        post = self.invoke({"job": "gss_reach",
+                            "port": int(self.zpg["PGPORT"])})
+        self.assertEqual(post.kind, "response",
+                         post.body + "\n" + self.log_text())
+        self.assertFalse(post.json()["ok"])
+        self.assertIn("GSSAPI encryption required", post.json()["err"])
+        self.assertIsNone(proc.poll())
+
+    def test_a_missing_lazy_library_is_named(self):
+        # Without it, the first call ends the process as the loader would
+        # at start (status 127), with a record naming the library.
+        self.lazy()
+        root = self.make_root()
+        os.remove(os.path.join(root, "var", "task", "lib",
+                               "libgssapi_krb5.so.2"))
+        proc = self.start_bootstrap(root)
+        self.api.push({"job": "gss_reach", "port": int(self.zpg["PGPORT"])},
+                      deadline_in=120)
+        self.assertEqual(proc.wait(60), 127, self.log_text())
+        records = [json.loads(line) for line in self.log_text().splitlines()
+                   if line.startswith("{")]
+        fatal = [r for r in records
+                 if r.get("message") == "shared library not loaded"]
+        self.assertEqual(len(fatal), 1, self.log_text())
+        self.assertEqual(fatal[0]["library"], "libgssapi_krb5.so.2")
+        self.assertEqual(fatal[0]["level"], "FATAL")
+        self.assertIn("libgssapi_krb5.so.2", fatal[0]["error"])
 
     def test_without_the_bundle_tls_is_refused(self):
         # The same root less the CA bundle: the fake's certificate can no

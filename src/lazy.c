@@ -1,0 +1,121 @@
+/* lazy.c: the libraries that libpq and libcurl link against but a run
+ * seldom calls, loaded at their first call instead of at every start.
+ *
+ * Debian's libpq and libcurl bring some thirty shared libraries into
+ * every process: LDAP and SASL (for ldap:// service lookups and URLs),
+ * Kerberos (GSSAPI authentication), GnuTLS with its own crypto stack
+ * (through libldap and librtmp), SSH, RTMP, HTTP/2, IDN, PSL, zstd and
+ * brotli. A job that fetches its secret over HTTPS and logs in with
+ * SCRAM calls none of them, yet the loader maps and relocates them all
+ * at each cold start and the kernel takes them down at exit: most of
+ * the time from exec to main, several milliseconds of a run that lasts
+ * a few dozen.
+ *
+ * So the binary links libpq and libcurl from their static archives, and
+ * what those leave undefined in the libraries above is bound here
+ * instead: cmake/lazy_stubs.sh writes a stub for each such function
+ * that jumps through a slot, first to lazy_enter (lazy_x86_64.S), which
+ * calls lazy_resolve below: the library is loaded with dlopen, the
+ * function found with dlsym and put in the slot, and the call goes on
+ * with its arguments untouched. Later calls jump straight to it. The
+ * libraries are the same files as before, found the same way (the
+ * binary's RPATH, then the system's paths), so a Kerberos login or an
+ * ldap:// service lookup works as it did, one dlopen later.
+ *
+ * libssl, libcrypto and zlib stay linked as usual: every run uses them.
+ * One data symbol is read by libpq before any call into its library
+ * (the GSSAPI name type it passes to gss_import_name), so it is defined
+ * here with the value RFC 2744 gives it; GSSAPI compares name types by
+ * value. Any other data symbol of a lazy library fails the build. */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "lazy.h"
+#include "log.h"
+
+/* The stubs' slots (lazy_stubs.S) and the libraries' handles
+ * (lazy_stubs.c), both generated. */
+extern void *lazy_slots[];
+extern void *lazy_handles[];
+
+/* RFC 2744's GSS_C_NT_HOSTBASED_SERVICE, {iso(1) member-body(2) us(840)
+ * mit(113554) infosys(1) gssapi(2) generic(1) service_name(4)}, laid out
+ * as its gss_OID_desc (an OM_uint32 length, then the bytes), so that the
+ * build needs no Kerberos headers. */
+struct lazy_oid {
+  uint32_t length;
+  void *elements;
+};
+static struct lazy_oid hostbased_service = {
+    10, (void *)"\x2a\x86\x48\x86\xf7\x12\x01\x02\x01\x04"};
+extern struct lazy_oid *GSS_C_NT_HOSTBASED_SERVICE;
+struct lazy_oid *GSS_C_NT_HOSTBASED_SERVICE = &hostbased_service;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The handle of library number i, loaded if need be; NULL with the
+ * loader's message in *why. Called under the lock. */
+static void *library(unsigned i, const char **why)
+{
+  if (!lazy_handles[i]) {
+    lazy_handles[i] = dlopen(lazy_libraries[i], RTLD_NOW | RTLD_LOCAL);
+    if (!lazy_handles[i])
+      *why = dlerror();
+  }
+  return lazy_handles[i];
+}
+
+void *lazy_resolve(unsigned index)
+{
+  const struct lazy_symbol *sym = &lazy_symbols[index];
+  const char *why = "unknown";
+  void *handle, *fn = NULL;
+
+  pthread_mutex_lock(&lock);
+  handle = library(sym->library, &why);
+  if (handle) {
+    dlerror();
+    fn = dlsym(handle, sym->name);
+    if (!fn)
+      why = dlerror();
+  }
+  if (fn)
+    __atomic_store_n(&lazy_slots[index], fn, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&lock);
+  if (fn)
+    return fn;
+
+  log_field fields[] = {LOG_S("library", lazy_libraries[sym->library]),
+                        LOG_S("function", sym->name),
+                        LOG_S("error", why ? why : "not found")};
+  log_emit_last(LOG_FATAL, "shared library not loaded", fields, 3);
+  _exit(127);
+}
+
+int lazy_check(char *err, size_t n)
+{
+  const char *why = NULL;
+  unsigned i;
+  int rc = 0;
+
+  pthread_mutex_lock(&lock);
+  for (i = 0; i < lazy_symbol_count && rc == 0; i++) {
+    const struct lazy_symbol *sym = &lazy_symbols[i];
+    void *handle = library(sym->library, &why);
+
+    if (!handle) {
+      snprintf(err, n, "%s: %s", lazy_libraries[sym->library], why);
+      rc = -1;
+    } else if (!dlsym(handle, sym->name)) {
+      snprintf(err, n, "%s: no function %s", lazy_libraries[sym->library],
+               sym->name);
+      rc = -1;
+    }
+  }
+  pthread_mutex_unlock(&lock);
+  return rc;
+}
