@@ -20,10 +20,10 @@
 #             need although ldd does not list them
 #
 # A symbol defined by an eager library or by the archives themselves is
-# left to them. A data symbol of a lazy library cannot be reached through
-# a stub: the script fails naming it, unless src/lazy.c defines it
-# (LAZY_DATA below). Symbols the link does not use cost a few bytes each
-# and are never resolved.
+# left to them, and so is what src/lazy.c defines itself (LAZY_OWN
+# below). A data symbol of a lazy library cannot be reached through a
+# stub: the script fails naming it. Symbols the link does not use cost a
+# few bytes each and are never resolved.
 set -eu
 
 out_c=$1 out_s=$2 out_list=$3
@@ -39,8 +39,8 @@ shift
 # Linked as usual: every run uses them, or they are glibc's.
 EAGER='libssl.so.*|libcrypto.so.*|libz.so.*|libc.so.*|libm.so.*|ld-linux*'
 
-# Data symbols that src/lazy.c defines itself.
-LAZY_DATA="GSS_C_NT_HOSTBASED_SERVICE"
+# What src/lazy.c defines itself: no stub is written for these.
+LAZY_OWN="GSS_C_NT_HOSTBASED_SERVICE libssh2_init libssh2_exit"
 
 die() {
   echo "lazy_stubs: $*" >&2
@@ -93,6 +93,10 @@ while read -r name path; do
   fi
 done <"$tmp/needed"
 sort -u "$tmp/eager" -o "$tmp/eager"
+for sym in $LAZY_OWN; do
+  echo "$sym" >>"$tmp/eager"
+done
+sort -u "$tmp/eager" -o "$tmp/eager"
 comm -23 "$tmp/wanted" "$tmp/eager" >"$tmp/left"
 
 # Each symbol goes to the first lazy library that defines it.
@@ -111,10 +115,7 @@ while read -r name path; do
 done <"$tmp/lazy"
 
 for sym in $(awk '$3 == "d" { print $1 }' "$tmp/table"); do
-  case " $LAZY_DATA " in
-  *" $sym "*) ;;
-  *) die "$sym is data in a lazily loaded library; src/lazy.c must define it" ;;
-  esac
+  die "$sym is data in a lazily loaded library; src/lazy.c must define it"
 done
 awk '$3 == "f"' "$tmp/table" | sort >"$tmp/functions"
 count=$(wc -l <"$tmp/functions")

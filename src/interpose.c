@@ -2,13 +2,15 @@
  * its shared libraries' own, to spare every cold start work it does not
  * need. Linked into the jobhost executable only (not into jobhost_core),
  * and exported from it (CMakeLists.txt), since the dynamic loader binds a
- * library's call to the executable's definition before its own. Each
+ * library's call to the executable's definition before its own (and where
+ * libpq is linked into the binary, its calls bind here at link time). Each
  * keeps the library's documented contract; none changes a result.
  *
  * 1. GnuTLS's initialisation at load. Debian's libcurl and libpq bring
- *    GnuTLS in through libldap and librtmp, and its constructor
- *    initialises it (its RNG, its priority strings, its algorithms) in
- *    every process: about 0.6 ms and 0.6 MB. jobhost's TLS is OpenSSL's.
+ *    GnuTLS in through libldap and librtmp (at their first call, see
+ *    src/lazy.c; at every start in a build without that), and its
+ *    constructor initialises it (its RNG, its priority strings, its
+ *    algorithms): about 0.6 ms and 0.6 MB. jobhost's TLS is OpenSSL's.
  *    GnuTLS asks the weak _gnutls_global_init_skip whether to skip that
  *    (its GNUTLS_SKIP_GLOBAL_INIT macro defines the same function); a
  *    library that does use GnuTLS, as libldap for an ldaps:// service

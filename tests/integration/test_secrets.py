@@ -6,6 +6,7 @@ the other providers. Every secret value and password used is registered
 with jhtest.Case, which fails a test whose captured output holds one."""
 import json
 import os
+import re
 import secrets as pysecrets
 import signal
 import subprocess
@@ -364,6 +365,19 @@ class DatabaseTest(SecretsCase):
                                              WHO_AM_I % ("db/port-" + name))
             self.assertEqual(body, {"who": "jh_secret_user", "port": port,
                                     "db": self.pg["PGDATABASE"]})
+
+    def test_a_secret_fetch_and_login_load_no_lazy_library(self):
+        # The cold run every scheduled job makes (the secret over SigV4,
+        # a SCRAM login) calls none of the libraries the binary loads at
+        # first call (src/lazy.c); libcurl's global set-up included.
+        self.put("db/lazy", self.db_secret("jh_secret_user", self.password))
+        _, body, err = self.run_secret_job(
+            "who_lazy", WHO_AM_I % "db/lazy",
+            env=self.sm_env(LD_DEBUG="files"))
+        self.assertEqual(body["who"], "jh_secret_user")
+        self.assertEqual(self.fake.state()["served"], {"db/lazy": 1})
+        self.assertEqual(re.findall(r"file=(\S+) \[0\];\s+dynamically "
+                                    r"loaded by", err), [])
 
     def test_no_port_and_no_dbname_mean_5432_and_postgres(self):
         secret = json.loads(self.db_secret("jh_secret_user", self.password))
