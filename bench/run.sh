@@ -35,8 +35,8 @@ if [ "$install" = 1 ]; then
   need=""
   for p in build-essential cmake pkg-config liblua5.4-dev libpq-dev \
     libcurl4-openssl-dev libssl-dev lua-cjson-dev libedit-dev \
-    postgresql-15 postgresql-contrib python3-psycopg2 python3-boto3 \
-    python3-botocore openssl; do
+    postgresql-15 postgresql-server-dev-15 postgresql-contrib \
+    python3-psycopg2 python3-boto3 python3-botocore openssl; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
       need="$need $p"
   done
