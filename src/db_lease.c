@@ -287,10 +287,13 @@ static PQconninfoOption *push_conninfo(lua_State *L, const char *target)
   return *box;
 }
 
-/* GSSAPI encryption is off unless the target or PGGSSENCMODE asks for
- * it: RDS and Aurora do not offer it, and libpq's default ("prefer")
- * loads the Kerberos libraries and probes for credentials at every
- * connect. Set first, so a target's own gssencmode overrides it. */
+/* GSSAPI encryption is off unless the target, PGGSSENCMODE or a service
+ * file asks for it: RDS and Aurora do not offer it, and libpq's default
+ * ("prefer") loads the Kerberos libraries and probes for credentials at
+ * every connect. Set first, so a target's own gssencmode overrides it;
+ * not set at all where a service is named (service= or PGSERVICE), since
+ * libpq lets a keyword given here win over the service file's, and the
+ * service's gssencmode would be lost. */
 #define GSSENC_DEFAULT "disable"
 
 /* Connects to an env or conninfo target. */
@@ -298,27 +301,33 @@ static db_conn *connect_plain(lua_State *L, const char *target,
                               target_kind kind)
 {
   const char *kw[5], *vals[5];
-  const char *base = NULL;
+  const char *base = NULL, *service = getenv("PGSERVICE");
   attempt a;
   db_conn *c;
   int n = 0;
 
-  if (!getenv("PGGSSENCMODE")) {
-    kw[n] = "gssencmode";
-    vals[n++] = GSSENC_DEFAULT;
-  }
   if (kind == TARGET_CONNINFO) {
     PQconninfoOption *o;
 
     /* The target's own options go first; ours follow and win. */
-    for (o = push_conninfo(L, target); o->keyword; o++)
+    for (o = push_conninfo(L, target); o->keyword; o++) {
       if (strcmp(o->keyword, "options") == 0 && o->val)
         base = o->val;
-    kw[n] = "dbname";
-    vals[n++] = target;
+      if (strcmp(o->keyword, "service") == 0 && o->val)
+        service = o->val;
+    }
   } else {
     base = getenv("PGOPTIONS");
     lua_pushnil(L);
+  }
+
+  if (!getenv("PGGSSENCMODE") && !(service && *service)) {
+    kw[n] = "gssencmode";
+    vals[n++] = GSSENC_DEFAULT;
+  }
+  if (kind == TARGET_CONNINFO) {
+    kw[n] = "dbname";
+    vals[n++] = target;
   }
   push_options(L, base);
   kw[n] = "options";

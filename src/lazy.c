@@ -34,6 +34,7 @@
  * libssh2_exit here do nothing. Any other data symbol of a lazy library
  * fails the build. */
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -75,14 +76,51 @@ void libssh2_exit(void)
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* A descriptor kept in reserve for loading a library: a job that has
+ * used up its descriptors (RLIMIT_NOFILE) would otherwise end the
+ * process at a first call, where the libraries' own error paths (a
+ * Kerberos or LDAP call that cannot open its files) let it go on. The
+ * loader opens one file at a time and closes it once mapped, so one is
+ * enough. Above the standard descriptors, which main.c may still have
+ * to fill. -1 when none could be had. */
+static int reserve = -1;
+
+/* Takes a descriptor for the reserve, or gives it back to the process. */
+static void reserve_take(void)
+{
+  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+  if (fd >= 0 && fd <= 2) {
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+
+    close(fd);
+    fd = high;
+  }
+  reserve = fd;
+}
+
+static void reserve_give(void)
+{
+  if (reserve >= 0)
+    close(reserve);
+  reserve = -1;
+}
+
+__attribute__((constructor)) static void reserve_at_start(void)
+{
+  reserve_take();
+}
+
 /* The handle of library number i, loaded if need be; NULL with the
  * loader's message in *why. Called under the lock. */
 static void *library(unsigned i, const char **why)
 {
   if (!lazy_handles[i]) {
+    reserve_give();
     lazy_handles[i] = dlopen(lazy_libraries[i], RTLD_NOW | RTLD_LOCAL);
     if (!lazy_handles[i])
       *why = dlerror();
+    reserve_take();
   }
   return lazy_handles[i];
 }

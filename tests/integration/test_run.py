@@ -6,6 +6,7 @@ import calendar
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -823,6 +824,81 @@ end }""")
         self.assertIn("GSSAPI encryption required", body["err"])
         self.assertIn("libgssapi_krb5.so.2", self.loaded_at_run_time(err))
         self.assertNotIn("libldap-2.5.so.0", self.loaded_at_run_time(err))
+
+
+    def test_a_run_out_of_descriptors_still_loads_kerberos(self):
+        # A job that has used up its descriptors but one (the socket)
+        # still gets libpq's own answer from Kerberos: the binary keeps a
+        # descriptor in reserve for loading a library.
+        self.write_job("fds", """
+return { run = function(ctx)
+  local held = {}
+  while true do
+    local f = io.open("/dev/null")
+    if not f then break end
+    held[#held + 1] = f
+  end
+  table.remove(held):close()
+  local ok, err = pcall(ctx.connect, "gssencmode=require")
+  for _, f in ipairs(held) do f:close() end
+  return { ok = ok, err = tostring(err), held = #held }
+end }""")
+
+        def limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        env = self.env(LD_DEBUG="files", KRB5CCNAME="FILE:/nonexistent/cc")
+        proc = subprocess.run([jhtest.BIN, "run", "fds"], env=env,
+                              capture_output=True, text=True, timeout=60,
+                              preexec_fn=limit)
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        body = json.loads(proc.stdout)
+        self.assertFalse(body["ok"])
+        self.assertGreater(body["held"], 40)
+        self.assertIn("GSSAPI", body["err"])
+        self.assertIn("libgssapi_krb5.so.2",
+                      self.loaded_at_run_time(proc.stderr))
+        self.assertNotIn("shared library not loaded", proc.stderr)
+
+
+class ServiceFileTest(jhtest.Case):
+    """A connection service file's gssencmode is the service's: jobhost
+    turns GSSAPI encryption off by default only where no service is
+    named."""
+
+    def setUp(self):
+        super().setUp()
+        conn = "\n".join(f"{k}={self.pg[v]}" for k, v in (
+            ("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"),
+            ("dbname", "PGDATABASE")))
+        self.service_file = os.path.join(self.tmp, "pg_service.conf")
+        with open(self.service_file, "w") as f:
+            f.write(f"[gss]\n{conn}\ngssencmode=require\n\n"
+                    f"[plain]\n{conn}\n")
+        self.write_job("svc", """
+return { run = function(ctx)
+  local out = {}
+  for _, target in ipairs({ "service=gss", "service=plain" }) do
+    local ok, err = pcall(ctx.connect, target)
+    out[target] = ok and "connected" or tostring(err)
+  end
+  local ok, err = pcall(function() return ctx.db:query("SELECT 1") end)
+  out.env = ok and "connected" or tostring(err)
+  return out
+end }""")
+
+    def test_the_service_file_decides(self):
+        env = self.env(PGSERVICEFILE=self.service_file, PGSERVICE="gss",
+                       KRB5CCNAME="FILE:/nonexistent/cc")
+        _, body, _ = self.run_job("svc", env=env)
+        self.assertIn("GSSAPI encryption required", body["service=gss"])
+        self.assertEqual(body["service=plain"], "connected")
+        self.assertIn("GSSAPI encryption required", body["env"])
+
+    def test_without_a_service_it_stays_off(self):
+        env = self.env(PGSERVICEFILE=self.service_file,
+                       KRB5CCNAME="FILE:/nonexistent/cc")
+        _, body, _ = self.run_job("svc", env=env)
+        self.assertEqual(body["env"], "connected")
 
 
 class StandInsTest(jhtest.Case):
