@@ -20,6 +20,9 @@
 #include "env.h"
 #include "host.h"
 #include "job.h"
+#if JOBHOST_LAZY
+#include "lazy.h"
+#endif
 #include "log.h"
 #include "schedule.h"
 #include "watchdog.h"
@@ -220,6 +223,30 @@ static void run_stuck(void *unused)
   _exit(1);
 }
 
+#if JOBHOST_LAZY
+/* A library loaded at first call (src/lazy.c) could not be loaded: the
+ * run ends with the process (status 127), and prints its failure as a
+ * failed run does. */
+static void run_library_not_loaded(const char *message, void *unused)
+{
+  job_outcome out = {0};
+  char msg[1024], *body;
+
+  (void)unused;
+  snprintf(msg, sizeof msg, "%s", message);
+  out.error_type = "Runtime.LibraryNotLoaded";
+  out.error_message = msg;
+  body = job_error_json(&out);
+  if (body) {
+    fflush(stdout);
+    write_until(STDOUT_FILENO, body, strlen(body),
+                clock_mono_us() + 1000000);
+    write_until(STDOUT_FILENO, "\n", 1, clock_mono_us() + 1000000);
+  }
+  free(body);
+}
+#endif
+
 int cli_run(int argc, char **argv)
 {
   job_request req = {0};
@@ -323,6 +350,9 @@ int cli_run(int argc, char **argv)
   db_pool_reuse(0);
   watchdog_set_signal_handler(run_stuck, run_stuck_prepare, NULL,
                               RUN_STUCK_GRACE_MS);
+#if JOBHOST_LAZY
+  lazy_on_failure(run_library_not_loaded, NULL);
+#endif
   host_catch_signal(SIGINT, on_run_signal);
   host_catch_signal(SIGTERM, on_run_signal);
   if (job_run(&req, &out) == 0) {

@@ -30,6 +30,9 @@
 #include "job.h"
 #include "lambda_api.h"
 #include "lambda_event.h"
+#if JOBHOST_LAZY
+#include "lazy.h"
+#endif
 #include "log.h"
 #include "watchdog.h"
 
@@ -140,6 +143,28 @@ static void invocation_stuck(void *arg)
                 0);
   _exit(1);
 }
+
+#if JOBHOST_LAZY
+/* A library loaded at first call (src/lazy.c) could not be loaded: the
+ * call that needed it has no result to give, and the process ends. The
+ * invocation under way is failed with Runtime.LibraryNotLoaded first, on
+ * a connection of its own, so that Lambda reports what and where rather
+ * than an exit alone. */
+static void library_not_loaded(const char *message, void *arg)
+{
+  runtime *rt = arg;
+  const char *request_id = rt->request_id;
+  lambda_api *api = lambda_api_new(rt->api_host, NULL);
+  job_outcome out = {0};
+  char msg[1024];
+
+  snprintf(msg, sizeof msg, "%s", message);
+  out.error_type = "Runtime.LibraryNotLoaded";
+  out.error_message = msg;
+  if (api && request_id)
+    post_failure(api, request_id, &out);
+}
+#endif
 
 /* ---- init -------------------------------------------------------------- */
 
@@ -364,6 +389,9 @@ int lambda_main(int argc, char **argv)
   /* Half the margin for the host's own stop; the other half to post. */
   if (rt.margin_ms >= 2 * LAMBDA_MIN_STUCK_GRACE_MS)
     watchdog_set_handler(invocation_stuck, &rt, rt.margin_ms / 2);
+#if JOBHOST_LAZY
+  lazy_on_failure(library_not_loaded, &rt);
+#endif
   rt.handler = getenv("_HANDLER");
   rt.api = lambda_api_new(api_host, &stop_requested);
   if (!rt.api) {

@@ -75,6 +75,15 @@ void libssh2_exit(void)
 }
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static lazy_failure_fn on_failure;
+static void *on_failure_arg;
+static int failing;
+
+void lazy_on_failure(lazy_failure_fn fn, void *arg)
+{
+  on_failure = fn;
+  on_failure_arg = arg;
+}
 
 /* A descriptor kept in reserve for loading a library: a job that has
  * used up its descriptors (RLIMIT_NOFILE) would otherwise end the
@@ -145,10 +154,19 @@ void *lazy_resolve(unsigned index)
   if (fn)
     return fn;
 
+  if (!why)
+    why = "not found";
   log_field fields[] = {LOG_S("library", lazy_libraries[sym->library]),
-                        LOG_S("function", sym->name),
-                        LOG_S("error", why ? why : "not found")};
+                        LOG_S("function", sym->name), LOG_S("error", why)};
   log_emit_last(LOG_FATAL, "shared library not loaded", fields, 3);
+  if (on_failure && !__atomic_exchange_n(&failing, 1, __ATOMIC_ACQ_REL)) {
+    char msg[1024];
+
+    snprintf(msg, sizeof msg,
+             "shared library %s (for %s) could not be loaded: %s",
+             lazy_libraries[sym->library], sym->name, why);
+    on_failure(msg, on_failure_arg);
+  }
   _exit(127);
 }
 

@@ -26,6 +26,16 @@ extern const unsigned lazy_symbol_count;
  * caller expects the function's own result and there is none to give. */
 void *lazy_resolve(unsigned index);
 
+/* Called when a library cannot be loaded at a first call, after the
+ * FATAL record and before the process ends, with what to tell the caller
+ * ("shared library L (for F) could not be loaded: ERROR"): the commands
+ * report it as their failure (Runtime.LibraryNotLoaded). On the thread
+ * that made the call, which may be inside libpq or libcurl; the process
+ * ends with status 127 when it returns. Once only: a failure within the
+ * hook ends the process at once. */
+typedef void (*lazy_failure_fn)(const char *message, void *arg);
+void lazy_on_failure(lazy_failure_fn fn, void *arg);
+
 /* Whether every lazily bound library loads and defines its functions,
  * as the running binary would find them (its RPATH included): 0 when
  * they all do, else -1 with what is missing written into err (size n).

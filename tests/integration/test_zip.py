@@ -469,15 +469,20 @@ class ZipCase(jhtest.Case):
         self.assertIsNone(proc.poll())
 
     def test_a_missing_lazy_library_is_named(self):
-        # Without it, the first call ends the process as the loader would
-        # at start (status 127), with a record naming the library.
+        # Without it, the first call fails the invocation saying which
+        # library, and ends the process as the loader would at start
+        # (status 127), with a record naming the library.
         self.lazy()
         root = self.make_root()
         os.remove(os.path.join(root, "var", "task", "lib",
                                "libgssapi_krb5.so.2"))
         proc = self.start_bootstrap(root)
-        self.api.push({"job": "gss_reach", "port": int(self.zpg["PGPORT"])},
-                      deadline_in=120)
+        post = self.invoke({"job": "gss_reach",
+                            "port": int(self.zpg["PGPORT"])})
+        self.assertEqual((post.kind, post.error_type),
+                         ("error", "Runtime.LibraryNotLoaded"),
+                         post.body + "\n" + self.log_text())
+        self.assertIn("libgssapi_krb5.so.2", post.json()["errorMessage"])
         self.assertEqual(proc.wait(60), 127, self.log_text())
         records = [json.loads(line) for line in self.log_text().splitlines()
                    if line.startswith("{")]
@@ -487,6 +492,30 @@ class ZipCase(jhtest.Case):
         self.assertEqual(fatal[0]["library"], "libgssapi_krb5.so.2")
         self.assertEqual(fatal[0]["level"], "FATAL")
         self.assertIn("libgssapi_krb5.so.2", fatal[0]["error"])
+
+    def test_a_missing_lazy_library_fails_a_local_run(self):
+        # jobhost run, from the same package (the binary under another
+        # name than bootstrap): the failure printed as a failed run prints
+        # it, status 127.
+        self.lazy()
+        root = self.make_root()
+        task = os.path.join(root, "var", "task")
+        os.remove(os.path.join(task, "lib", "libgssapi_krb5.so.2"))
+        os.symlink("bootstrap", os.path.join(task, "jobhost"))
+        event = json.dumps({"port": int(self.zpg["PGPORT"])})
+        proc = subprocess.run(
+            [UNSHARE, "--mount", "--pid", "--fork",
+             "--mount-proc=" + os.path.join(root, "proc"),
+             CHROOT, "--userspec=" + NOBODY, root, "/var/task/jobhost",
+             "run", "--jobs", "/var/task/jobs", "gss_reach", "--event",
+             event], env={"PATH": "/usr/bin:/bin"}, capture_output=True,
+            text=True, timeout=60, stdin=subprocess.DEVNULL)
+        self.record(proc.stdout + proc.stderr)
+        self.assertEqual(proc.returncode, 127, proc.stdout + proc.stderr)
+        body = json.loads(proc.stdout)
+        self.assertEqual(body["errorType"], "Runtime.LibraryNotLoaded")
+        self.assertIn("libgssapi_krb5.so.2", body["errorMessage"])
+        self.assertIn("shared library not loaded", proc.stderr)
 
     def test_without_the_bundle_tls_is_refused(self):
         # The same root less the CA bundle: the fake's certificate can no
