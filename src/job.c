@@ -156,6 +156,15 @@ static int load_spec(lua_State *L, const char *dir, const char *name,
     lua_pop(L, 1);
     return -1;
   }
+  if (status == LUA_ERRFILE && stat(dir, &st) != 0) {
+    /* No jobs folder at all: say so, not "no jobs in it". */
+    *kind = "Job.NotFound";
+    lua_pop(L, 1);
+    snprintf(err, errlen, "job \"%s\" not found: cannot read the jobs "
+             "folder %s: %s (give --jobs DIR or set JOBHOST_JOBS)", name,
+             dir, strerror(errno));
+    return -1;
+  }
   if (status == LUA_ERRFILE) {
     char **known = job_list(dir);
     char names[1024];

@@ -149,8 +149,8 @@ static int choose_provider(const char *id, provider *p, secrets_error *err)
     }
   }
   secrets_fail(err, "NotConfigured",
-               "secret %s: JOBHOST_SECRETS_PROVIDER must be aws, extension "
-               "or file", id);
+               "secret %s: JOBHOST_SECRETS_PROVIDER is \"%.64s\"; it must "
+               "be aws, extension or file", id, name);
   return -1;
 }
 

@@ -179,6 +179,16 @@ end }""")
     def test_unknown_job_and_bad_usage(self):
         code, body, _ = self.run_job("nope", expect_ok=False)
         self.assertEqual(body["errorType"], "Job.NotFound")
+        self.assertIn("no file " + self.jobs + "/nope.lua; the jobs there:",
+                      body["errorMessage"])
+        # No jobs folder at all is said as such, with the way to name one.
+        env = self.env(JOBHOST_JOBS=os.path.join(self.tmp, "missing"))
+        code, body, _ = self.run_job("nope", env=env, expect_ok=False)
+        self.assertEqual(body["errorType"], "Job.NotFound")
+        self.assertIn("cannot read the jobs folder " +
+                      os.path.join(self.tmp, "missing") +
+                      ": No such file or directory (give --jobs DIR",
+                      body["errorMessage"])
         self.assertEqual(self.jobhost("run").returncode, 2)
         self.assertEqual(self.jobhost("run", "x", "--bogus").returncode, 2)
         self.assertEqual(self.jobhost("frobnicate").returncode, 2)

@@ -830,6 +830,8 @@ return { run = function(ctx) return #ctx.secret("app/ext") end }""",
 return { run = function(ctx) return #ctx.secret("app/named") end }""",
                                          env=env, expect_ok=False)
         self.assertEqual(body["errorType"], "Secrets.NotConfigured")
+        self.assertIn('JOBHOST_SECRETS_PROVIDER is "bogus"; it must be aws,',
+                      body["errorMessage"])
         env["JOBHOST_SECRETS_PROVIDER"] = "aws"
         env["JOBHOST_SECRETS_FILE"] = "/nonexistent.json"
         _, body, _ = self.run_secret_job("named2", """
