@@ -185,7 +185,9 @@ void job_outcome_stopped(lua_State *L, job_outcome *out)
                run->mem_limit / (1024 * 1024));
     } else {
       out->error_type = strdup("Job.Interrupted");
-      snprintf(msg, sizeof msg, "interrupted");
+      snprintf(msg, sizeof msg, "interrupted: the process was told to "
+               "stop (SIGINT or SIGTERM); the run was stopped and its open "
+               "transaction rolled back");
     }
     out->error_message = strdup(msg);
   }

@@ -652,7 +652,9 @@ class TerminalTest(ReplCase):
         started = time.monotonic()
         t.send("\x03")
         self.prompt(t, r"dry run of sleeper failed: Job.Interrupted: "
-                    r"interrupted\n(.*\n)*")
+                    r"interrupted: the process was told to stop "
+                    r"\(SIGINT or SIGTERM\); the run was stopped and its "
+                    r"open transaction rolled back\n(.*\n)*")
         self.assertLess(time.monotonic() - started, 3)
         self.assertEqual(self.backends_sleeping(), "0")
         t.send("6 * 7\r")

@@ -707,6 +707,9 @@ end }"""
         self.assertEqual(proc.returncode, 1, err)
         body = json.loads(out)
         self.assertEqual(body["errorType"], "Job.Interrupted", body)
+        self.assertIn("told to stop (SIGINT or SIGTERM); the run was stopped "
+                      "and its open transaction rolled back",
+                      body["errorMessage"])
         self.assertEqual(jhtest.superuser_sql(
             "SELECT count(*) FROM pg_stat_activity WHERE pid = %s "
             "AND state = 'active'" % pid).strip(), "0")
