@@ -280,9 +280,14 @@ int cli_run(int argc, char **argv)
     } else if (strcmp(a, "--dry-run") == 0) {
       req.dry_run = 1;
     } else if (strcmp(a, "--param") == 0 && i + 1 < argc) {
-      if (nparams == MAX_PARAMS || !strchr(argv[i + 1], '=') ||
-          argv[i + 1][0] == '=') {
-        fprintf(stderr, "jobhost run: --param takes KEY=VALUE\n");
+      if (nparams == MAX_PARAMS) {
+        fprintf(stderr, "jobhost run: at most %d --param\n", MAX_PARAMS);
+        goto out;
+      }
+      if (!strchr(argv[i + 1], '=') || argv[i + 1][0] == '=') {
+        fprintf(stderr,
+                "jobhost run: --param takes KEY=VALUE, not \"%s\"\n",
+                argv[i + 1]);
         goto out;
       }
       params[nparams++] = argv[++i];

@@ -234,8 +234,8 @@ static int check_spec_number(lua_State *L, const char *dir, const char *name,
 
   if (!isfinite(v) || v <= 0 || v > max) {
     snprintf(err, errlen, "%s/%s.lua: \"%s\" must be greater than 0 and at "
-             "most %.0f%s", dir, name, key, max,
-             strcmp(key, "timeout") == 0 ? " (seconds)" : " (MiB)");
+             "most %.0f%s, not %.14g", dir, name, key, max,
+             strcmp(key, "timeout") == 0 ? " (seconds)" : " (MiB)", v);
     return -1;
   }
   if (integral && v != floor(v)) {

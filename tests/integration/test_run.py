@@ -190,6 +190,14 @@ end }""")
                       ": No such file or directory (give --jobs DIR",
                       body["errorMessage"])
         self.assertEqual(self.jobhost("run").returncode, 2)
+        proc = self.jobhost("run", "x", "--param", "bid")
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn('--param takes KEY=VALUE, not "bid"', proc.stderr)
+        self.write_job("long", "return { timeout = 100000, "
+                               "run = function() end }")
+        proc = self.jobhost("check", "long")
+        self.assertIn('"timeout" must be greater than 0 and at most 86400 '
+                      '(seconds), not 100000', proc.stdout)
         self.assertEqual(self.jobhost("run", "x", "--bogus").returncode, 2)
         self.assertEqual(self.jobhost("frobnicate").returncode, 2)
         self.assertEqual(self.jobhost("run", "--help").returncode, 0)
