@@ -256,7 +256,8 @@ static int preview(const options *opts, const char *expr, const char *source)
     schedule_time_format(opts->from, from, sizeof from);
     fflush(stdout);
     if (n == 0)
-      fprintf(stderr, "jobhost schedule: no fire time at or after %s (%s)\n",
+      fprintf(stderr,
+              "jobhost schedule: warning: no fire time at or after %s (%s)\n",
               from, schedule_end_reason(&s, opts->from));
     else
       fprintf(stderr,
