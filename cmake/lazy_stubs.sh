@@ -92,7 +92,6 @@ while read -r name path; do
     echo "$name $path" >>"$tmp/lazy"
   fi
 done <"$tmp/needed"
-sort -u "$tmp/eager" -o "$tmp/eager"
 for sym in $LAZY_OWN; do
   echo "$sym" >>"$tmp/eager"
 done

@@ -227,15 +227,14 @@ static void run_stuck(void *unused)
 /* A library loaded at first call (src/lazy.c) could not be loaded: the
  * run ends with the process (status 127), and prints its failure as a
  * failed run does. */
-static void run_library_not_loaded(const char *message, void *unused)
+static void run_library_not_loaded(char *message, void *unused)
 {
   job_outcome out = {0};
-  char msg[1024], *body;
+  char *body;
 
   (void)unused;
-  snprintf(msg, sizeof msg, "%s", message);
   out.error_type = "Runtime.LibraryNotLoaded";
-  out.error_message = msg;
+  out.error_message = message;
   body = job_error_json(&out);
   if (body) {
     fflush(stdout);

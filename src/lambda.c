@@ -150,17 +150,15 @@ static void invocation_stuck(void *arg)
  * invocation under way is failed with Runtime.LibraryNotLoaded first, on
  * a connection of its own, so that Lambda reports what and where rather
  * than an exit alone. */
-static void library_not_loaded(const char *message, void *arg)
+static void library_not_loaded(char *message, void *arg)
 {
   runtime *rt = arg;
   const char *request_id = rt->request_id;
   lambda_api *api = lambda_api_new(rt->api_host, NULL);
   job_outcome out = {0};
-  char msg[1024];
 
-  snprintf(msg, sizeof msg, "%s", message);
   out.error_type = "Runtime.LibraryNotLoaded";
-  out.error_message = msg;
+  out.error_message = message;
   if (api && request_id)
     post_failure(api, request_id, &out);
 }

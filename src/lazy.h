@@ -28,12 +28,14 @@ void *lazy_resolve(unsigned index);
 
 /* Called when a library cannot be loaded at a first call, after the
  * FATAL record and before the process ends, with what to tell the caller
- * ("shared library L (for F) could not be loaded: ERROR"): the commands
- * report it as their failure (Runtime.LibraryNotLoaded). On the thread
+ * ("shared library L (for F) could not be loaded: ERROR", in a buffer of
+ * lazy.c's that the hook may use as its own until it returns): the
+ * commands report it as their failure (Runtime.LibraryNotLoaded). On the
+ * thread
  * that made the call, which may be inside libpq or libcurl; the process
  * ends with status 127 when it returns. Once only: a failure within the
  * hook ends the process at once. */
-typedef void (*lazy_failure_fn)(const char *message, void *arg);
+typedef void (*lazy_failure_fn)(char *message, void *arg);
 void lazy_on_failure(lazy_failure_fn fn, void *arg);
 
 /* Whether every lazily bound library loads and defines its functions,

@@ -7,6 +7,7 @@ JOBHOST_SHARED, JOBHOST_TEST_PGENV.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,13 @@ BIN = os.environ.get("JOBHOST_BIN", "jobhost")
 SOURCE = os.environ.get("JOBHOST_SOURCE", ".")
 SHARED = os.environ.get("JOBHOST_SHARED", os.path.join(SOURCE, "..", "shared"))
 PSQL = "/usr/lib/postgresql/15/bin/psql"
+
+
+def loaded_at_run_time(stderr):
+    """The libraries LD_DEBUG=files says were opened with dlopen, not at
+    start."""
+    return set(re.findall(r"file=(\S+) \[0\];\s+dynamically loaded by",
+                          stderr))
 
 
 def pg_env():

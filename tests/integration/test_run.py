@@ -824,10 +824,6 @@ class LazyLibrariesTest(jhtest.Case):
         if "libpq.so" in needed.stdout:
             self.skipTest("built with libpq as a shared library")
 
-    def loaded_at_run_time(self, stderr):
-        return set(re.findall(r"file=(\S+) \[0\];\s+dynamically loaded by",
-                              stderr))
-
     def test_a_scram_run_loads_none_of_them(self):
         self.write_job("one", """
 return { run = function(ctx)
@@ -835,7 +831,7 @@ return { run = function(ctx)
 end }""")
         code, body, err = self.run_job("one", env=self.env(LD_DEBUG="files"))
         self.assertEqual(body, {"one": 1})
-        self.assertEqual(self.loaded_at_run_time(err), set())
+        self.assertEqual(jhtest.loaded_at_run_time(err), set())
         self.assertNotIn("libldap", err)
         self.assertNotIn("libgssapi_krb5", err)
 
@@ -850,8 +846,8 @@ end }""")
         code, body, err = self.run_job("gss", env=env)
         self.assertFalse(body["ok"])
         self.assertIn("GSSAPI encryption required", body["err"])
-        self.assertIn("libgssapi_krb5.so.2", self.loaded_at_run_time(err))
-        self.assertNotIn("libldap-2.5.so.0", self.loaded_at_run_time(err))
+        self.assertIn("libgssapi_krb5.so.2", jhtest.loaded_at_run_time(err))
+        self.assertNotIn("libldap-2.5.so.0", jhtest.loaded_at_run_time(err))
 
 
     def test_a_run_out_of_descriptors_still_loads_kerberos(self):
@@ -884,7 +880,7 @@ end }""")
         self.assertGreater(body["held"], 40)
         self.assertIn("GSSAPI", body["err"])
         self.assertIn("libgssapi_krb5.so.2",
-                      self.loaded_at_run_time(proc.stderr))
+                      jhtest.loaded_at_run_time(proc.stderr))
         self.assertNotIn("shared library not loaded", proc.stderr)
 
 

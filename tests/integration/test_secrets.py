@@ -6,7 +6,6 @@ the other providers. Every secret value and password used is registered
 with jhtest.Case, which fails a test whose captured output holds one."""
 import json
 import os
-import re
 import secrets as pysecrets
 import signal
 import subprocess
@@ -376,8 +375,7 @@ class DatabaseTest(SecretsCase):
             env=self.sm_env(LD_DEBUG="files"))
         self.assertEqual(body["who"], "jh_secret_user")
         self.assertEqual(self.fake.state()["served"], {"db/lazy": 1})
-        self.assertEqual(re.findall(r"file=(\S+) \[0\];\s+dynamically "
-                                    r"loaded by", err), [])
+        self.assertEqual(jhtest.loaded_at_run_time(err), set())
 
     def test_no_port_and_no_dbname_mean_5432_and_postgres(self):
         secret = json.loads(self.db_secret("jh_secret_user", self.password))
